@@ -1,0 +1,70 @@
+import * as pulumi from "@pulumi/pulumi";
+import { clusterTags, loadConfig } from "./src/config";
+import { NodeRole } from "./src/iam";
+import { ClusterKeyPair } from "./src/keypair";
+import { Network } from "./src/network";
+import { HEAD_NODE_NAME, RayNodes } from "./src/nodes";
+import { RayCluster } from "./src/ray";
+import { ClusterSecurity, DASHBOARD_PORT, GCS_PORT } from "./src/security";
+import { dashboardTunnelCommand, renderSshConfig } from "./src/sshconfig";
+import { PipelineBuckets } from "./src/storage";
+
+const config = loadConfig();
+const tags = clusterTags(config);
+const name = config.project;
+
+const network = new Network(name, {
+    vpcCidr: config.vpcCidr,
+    subnetCidr: config.subnetCidr,
+    availabilityZone: config.availabilityZone,
+    tags,
+});
+const security = new ClusterSecurity(name, {
+    vpcId: network.vpc.id,
+    sshAllowedCidrs: config.sshAllowedCidrs,
+    dashboardAllowedCidrs: config.dashboardAllowedCidrs,
+    tags,
+});
+const sshKey = new ClusterKeyPair(name, { tags });
+const storage = new PipelineBuckets(name, { forceDestroy: config.bucketForceDestroy, tags });
+const role = new NodeRole(name, { bucketArns: storage.bucketArns, tags });
+const nodes = new RayNodes(name, {
+    workerCount: config.workerCount,
+    headInstanceType: config.headInstanceType,
+    workerInstanceType: config.workerInstanceType,
+    volumeSizeGb: config.volumeSizeGb,
+    amiId: config.amiId,
+    subnetId: network.subnet.id,
+    securityGroupId: security.securityGroup.id,
+    keyName: sshKey.keyPair.keyName,
+    instanceProfileName: role.instanceProfile.name,
+    bootDependencies: network.internetRoute,
+    tags,
+});
+const ray = config.bootstrapRay
+    ? new RayCluster(name, {
+        head: nodes.head,
+        workers: nodes.workers,
+        connectVia: config.connectVia,
+        sshUser: config.sshUser,
+        privateKey: sshKey.privateKeyOpenssh,
+        rayVersion: config.rayVersion,
+        pythonInstaller: config.pythonInstaller,
+        packageIndexUrl: config.packageIndexUrl,
+        timeoutSeconds: config.bootstrapTimeoutSeconds,
+    })
+    : undefined;
+
+const allNodes = [nodes.head, ...nodes.workers];
+
+export const headPublicIp = nodes.head.instance.publicIp;
+export const headPrivateIp = nodes.head.instance.privateIp;
+export const workerPublicIps = nodes.workers.map((worker) => worker.instance.publicIp);
+export const workerPrivateIps = nodes.workers.map((worker) => worker.instance.privateIp);
+export const bucketNames = storage.bucketNames;
+export const sshPrivateKey = sshKey.privateKeyOpenssh;
+export const sshConfig = pulumi.all(allNodes.map((node) => node.instance.publicIp)).apply((ips) => renderSshConfig(
+    allNodes.map((node, i) => ({ alias: node.name, hostName: ips[i] })), config.sshUser, config.sshIdentityFile));
+export const dashboardTunnel = dashboardTunnelCommand(HEAD_NODE_NAME, DASHBOARD_PORT);
+export const rayAddress = pulumi.interpolate`${headPrivateIp}:${GCS_PORT}`;
+export const rayClusterStatus = ray?.status;

@@ -1,0 +1,59 @@
+# Shared helpers, prepended by the program to every node script (see src/scripts.ts); not run on its own.
+# shellcheck shell=bash
+
+set -euo pipefail
+
+SCRIPT_NAME=${SCRIPT_NAME:-ray-cluster}
+
+die() {
+    echo "${SCRIPT_NAME}: error: $*" >&2
+    exit 1
+}
+
+log() {
+    echo "${SCRIPT_NAME}: $*"
+}
+
+# Root on test hosts and custom images, a sudo-capable login user on Ubuntu.
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+else
+    SUDO=(sudo -n)
+fi
+
+RAY_VENV_DEFAULT="${HOME}/ray-venv"
+RAY_STATE_DIR="${HOME}/.ray-cluster"
+
+# Every Ray process and client on a node runs with token authentication and without the usage-stats prompt.
+ray_env() {
+    export RAY_AUTH_MODE=token
+    export RAY_USAGE_STATS_ENABLED=0
+    export RAY_USAGE_STATS_PROMPT_ENABLED=0
+}
+
+# Replaces a file's content in place (bind-mounted files such as /etc/hosts cannot be renamed over).
+write_in_place() {
+    local target=$1 content=$2
+    if [ "$(cat "$target" 2>/dev/null)" = "$content" ]; then
+        return 1
+    fi
+    printf '%s\n' "$content" | "${SUDO[@]}" tee "$target" >/dev/null
+}
+
+# Reads the cluster token from stdin into Ray's default token file, readable by its owner only.
+install_auth_token() {
+    local token
+    token=$(cat)
+    [ -n "$token" ] || die "no Ray auth token on stdin"
+    mkdir -p "${HOME}/.ray"
+    chmod 700 "${HOME}/.ray"
+    if [ "$(cat "${HOME}/.ray/auth_token" 2>/dev/null)" != "$token" ]; then
+        (umask 077 && printf '%s' "$token" > "${HOME}/.ray/auth_token")
+    fi
+}
+
+# A node's record of what it started, so a re-run leaves a Ray that already matches alone.
+state_matches() {
+    local file=$1 desired=$2
+    [ -f "$file" ] && [ "$(cat "$file")" = "$desired" ]
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Waits until a node is ready for the bootstrap, then gives it its cluster hostname.
+# Usage: prepare-node.sh --hostname NAME --ip ADDRESS [--head HEAD_IP] [--timeout SECONDS]
+SCRIPT_NAME=prepare-node
+
+name="" ip="" head_ip="" timeout_s=600
+while [ $# -gt 0 ]; do
+    case $1 in
+        --hostname) name=$2; shift 2 ;;
+        --ip) ip=$2; shift 2 ;;
+        --head) head_ip=$2; shift 2 ;;
+        --timeout) timeout_s=$2; shift 2 ;;
+        *) die "unknown argument: $1" ;;
+    esac
+done
+[ -n "$name" ] && [ -n "$ip" ] || die "--hostname and --ip are required"
+
+# cloud-init holds the apt lock and installs python3-venv; nothing else may start before it finishes.
+if command -v cloud-init >/dev/null 2>&1; then
+    rc=0
+    timeout "$timeout_s" cloud-init status --wait >/dev/null || rc=$?
+    case $rc in
+        0|2) ;; # 2: done with recoverable errors, which still leaves the node usable
+        124) die "cloud-init did not finish within ${timeout_s}s on ${name}: $(cloud-init status 2>&1 | tr '\n' ' ')" ;;
+        *) die "cloud-init failed on ${name}: $(cloud-init status --long 2>&1 | tr '\n' ' ')" ;;
+    esac
+    log "cloud-init done"
+else
+    log "no cloud-init on this host; nothing to wait for"
+fi
+
+if [ "$(hostname)" != "$name" ]; then
+    if [ -d /run/systemd/system ] && command -v hostnamectl >/dev/null 2>&1; then
+        "${SUDO[@]}" hostnamectl set-hostname "$name"
+    else
+        "${SUDO[@]}" hostname "$name"
+        write_in_place /etc/hostname "$name" || true
+    fi
+    log "hostname set to ${name}"
+else
+    log "hostname already ${name}"
+fi
+
+# Only this node and the head go into /etc/hosts: the block then never changes when workers come and go.
+block="# BEGIN ray-cluster
+${ip} ${name}"
+if [ -n "$head_ip" ] && [ "$head_ip" != "$ip" ]; then
+    block="${block}
+${head_ip} headnode"
+fi
+block="${block}
+# END ray-cluster"
+others=$(sed '/^# BEGIN ray-cluster$/,/^# END ray-cluster$/d' /etc/hosts)
+if write_in_place /etc/hosts "${others}
+${block}"; then
+    log "/etc/hosts updated"
+else
+    log "/etc/hosts already up to date"
+fi
+getent hosts "$name" >/dev/null || die "${name} does not resolve after updating /etc/hosts"

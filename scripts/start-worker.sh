@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Joins this node to the Ray head once the head's GCS answers; leaves a worker that already joined alone.
+# The cluster token arrives on stdin. Usage:
+#   start-worker.sh --version X.Y.Z --node-ip IP --address HEAD_IP:PORT [--timeout SECONDS] [--venv DIR]
+SCRIPT_NAME=start-worker
+
+version="" node_ip="" address="" timeout_s=600 venv=$RAY_VENV_DEFAULT
+while [ $# -gt 0 ]; do
+    case $1 in
+        --version) version=$2; shift 2 ;;
+        --node-ip) node_ip=$2; shift 2 ;;
+        --address) address=$2; shift 2 ;;
+        --timeout) timeout_s=$2; shift 2 ;;
+        --venv) venv=$2; shift 2 ;;
+        *) die "unknown argument: $1" ;;
+    esac
+done
+[ -n "$version" ] && [ -n "$node_ip" ] && [ -n "$address" ] || die "--version, --node-ip and --address are required"
+[ -x "${venv}/bin/ray" ] || die "ray is not installed in ${venv}; run install-ray.sh first"
+
+ray_env
+install_auth_token
+ray=("${venv}/bin/ray")
+state_file="${RAY_STATE_DIR}/worker"
+desired="version=${version} node_ip=${node_ip} address=${address}"
+
+raylet_running() {
+    pgrep -u "$(id -u)" -f '/raylet/raylet' >/dev/null 2>&1
+}
+
+if state_matches "$state_file" "$desired" && raylet_running; then
+    log "Ray worker ${version} already joined to ${address}"
+    exit 0
+fi
+
+deadline=$(( $(date +%s) + timeout_s ))
+until "${ray[@]}" health-check --address "$address" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+        die "the Ray head's GCS at ${address} did not answer within ${timeout_s}s; is the head running and port ${address##*:} open between nodes?"
+    fi
+    sleep 2
+done
+
+"${ray[@]}" stop --force >/dev/null 2>&1 || true
+rm -f "$state_file"
+mkdir -p "$RAY_STATE_DIR"
+start_log="${RAY_STATE_DIR}/start-worker.log"
+if ! "${ray[@]}" start --address="$address" \
+        --node-ip-address="$node_ip" \
+        --disable-usage-stats \
+        </dev/null >"$start_log" 2>&1; then
+    tail -n 40 "$start_log" >&2
+    die "ray start --address=${address} failed on ${node_ip}; log above and in ${start_log}"
+fi
+printf '%s\n' "$desired" > "$state_file"
+log "Ray worker ${version} at ${node_ip} joined ${address}"

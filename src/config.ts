@@ -1,0 +1,314 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as ipaddr from "ipaddr.js";
+import * as semver from "semver";
+
+/** How the bootstrap reaches the nodes over SSH. */
+export type ConnectVia = "public" | "private";
+
+/** The validated, fully defaulted settings of one stack. Everything downstream takes plain values from here. */
+export interface ClusterConfig {
+    /** Pulumi project name, used in tags and resource names. */
+    project: string;
+    /** Pulumi stack name, used in tags and the default identity file. */
+    stack: string;
+    /** Number of worker nodes besides the head (0-100). */
+    workerCount: number;
+    /** EC2 instance type of the head node. */
+    headInstanceType: string;
+    /** EC2 instance type of every worker node. */
+    workerInstanceType: string;
+    /** Root volume size of every node, in GB. */
+    volumeSizeGb: number;
+    /** IPv4 CIDR of the VPC. */
+    vpcCidr: string;
+    /** IPv4 CIDR of the public subnet; must lie inside the VPC. */
+    subnetCidr: string;
+    /** Availability zone of the subnet; empty means the region's first available zone. */
+    availabilityZone: string;
+    /** CIDRs allowed to reach SSH (22). */
+    sshAllowedCidrs: string[];
+    /** CIDRs allowed to reach the dashboard (8265) and Ray client (10001) directly. */
+    dashboardAllowedCidrs: string[];
+    /** AMI to boot; empty means the latest Canonical Ubuntu 24.04 amd64 image. */
+    amiId: string;
+    /** Login user on the nodes. */
+    sshUser: string;
+    /** Path written as IdentityFile into the generated ssh config. */
+    sshIdentityFile: string;
+    /** Whether `pulumi destroy` may delete buckets that still hold objects. */
+    bucketForceDestroy: boolean;
+    /** Whether to install and start Ray on the nodes, or build the infrastructure only. */
+    bootstrapRay: boolean;
+    /** Exact Ray release installed on every node. */
+    rayVersion: string;
+    /** Whether SSH from this machine goes to the nodes' public or private addresses. */
+    connectVia: ConnectVia;
+    /** PEP 503 package index that replaces PyPI on the nodes; empty means PyPI. */
+    packageIndexUrl: string;
+    /** Python package installer used on the nodes. */
+    pythonInstaller: "uv" | "pip";
+    /** Bound, in seconds, on each wait of the bootstrap: cloud-init, the head's GCS, the cluster check. */
+    bootstrapTimeoutSeconds: number;
+}
+
+/** Thrown for a bad config value; a RunError so the CLI prints the message without a stack trace. */
+export class ConfigError extends pulumi.RunError {
+    constructor(message: string) {
+        super(message);
+        this.name = "ConfigError";
+    }
+}
+
+/** Token auth arrived in Ray 2.52.0; older releases would start without authentication. */
+export const MIN_RAY_VERSION = "2.52.0";
+export const DEFAULT_RAY_VERSION = "2.60.0";
+export const MAX_WORKERS = 100;
+export const MIN_VOLUME_GB = 8;
+export const MAX_VOLUME_GB = 16384;
+
+/**
+ * Every key this program reads, with its default. Pulumi.yaml declares the same keys with the same defaults
+ * (a test keeps the two equal); the defaults also live here because `pulumi.Config` under test mocks, or a
+ * stack created before a key was added, does not see the project file.
+ */
+export const CONFIG_DEFAULTS = {
+    workerCount: 2,
+    headInstanceType: "t3.medium",
+    workerInstanceType: "t3.small",
+    volumeSizeGb: 20,
+    vpcCidr: "10.0.0.0/16",
+    subnetCidr: "10.0.1.0/24",
+    availabilityZone: "",
+    sshAllowedCidrs: ["0.0.0.0/0"] as string[],
+    dashboardAllowedCidrs: [] as string[],
+    amiId: "",
+    sshUser: "ubuntu",
+    sshIdentityFile: "",
+    bucketForceDestroy: false,
+    bootstrapRay: true,
+    rayVersion: DEFAULT_RAY_VERSION,
+    connectVia: "public",
+    packageIndexUrl: "",
+    pythonInstaller: "uv",
+    bootstrapTimeoutSeconds: 600,
+};
+
+export type ConfigKey = keyof typeof CONFIG_DEFAULTS;
+export const CONFIG_KEYS = Object.keys(CONFIG_DEFAULTS) as ConfigKey[];
+
+type RawValues = Partial<Record<ConfigKey, string>>;
+
+/** Reads the `ray-cluster` namespace of the stack config and validates it before any resource exists. */
+export function loadConfig(): ClusterConfig {
+    const namespace = pulumi.getProject();
+    const config = new pulumi.Config(namespace);
+    rejectUnknownKeys(namespace, Object.keys(pulumi.runtime.allConfig()));
+    const raw: RawValues = {};
+    for (const key of CONFIG_KEYS) {
+        const value = config.get(key);
+        if (value !== undefined) {
+            raw[key] = value;
+        }
+    }
+    return parseConfig(raw, { project: namespace, stack: pulumi.getStack(), namespace });
+}
+
+/** Fails on keys of this program's namespace that it does not read, so a typo never silently yields a default. */
+export function rejectUnknownKeys(namespace: string, fullKeys: string[]): void {
+    const known = new Set<string>(CONFIG_KEYS);
+    const unknown = fullKeys
+        .filter((full) => full.startsWith(`${namespace}:`))
+        .map((full) => full.slice(namespace.length + 1))
+        .filter((key) => !known.has(key));
+    if (unknown.length === 0) {
+        return;
+    }
+    const lines = unknown.map((key) => {
+        const near = CONFIG_KEYS.find((k) => k.toLowerCase() === key.toLowerCase());
+        const hint = near ? ` (did you mean '${namespace}:${near}'?)` : "";
+        return `unknown config key '${namespace}:${key}'${hint}`;
+    });
+    throw new ConfigError(`${lines.join("; ")}. Known keys: ${CONFIG_KEYS.join(", ")}.`);
+}
+
+interface ParseContext {
+    project: string;
+    stack: string;
+    namespace: string;
+}
+
+/** Turns raw string values (as `pulumi config set` stores them) into a validated ClusterConfig. */
+export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
+    const fail = (key: ConfigKey, expected: string): never => {
+        throw new ConfigError(
+            `invalid config '${ctx.namespace}:${key}': got ${JSON.stringify(raw[key])}, expected ${expected}`,
+        );
+    };
+
+    const integer = (key: ConfigKey, min: number, max: number): number => {
+        const text = raw[key];
+        if (text === undefined) {
+            return CONFIG_DEFAULTS[key] as number;
+        }
+        if (!/^\s*\d+\s*$/.test(text)) {
+            fail(key, `a whole number from ${min} to ${max}`);
+        }
+        const value = Number(text);
+        if (value < min || value > max) {
+            fail(key, `a whole number from ${min} to ${max}`);
+        }
+        return value;
+    };
+
+    const bool = (key: ConfigKey): boolean => {
+        const text = raw[key];
+        if (text === undefined) {
+            return CONFIG_DEFAULTS[key] as boolean;
+        }
+        if (text !== "true" && text !== "false") {
+            fail(key, "true or false");
+        }
+        return text === "true";
+    };
+
+    const str = (key: ConfigKey): string => raw[key] ?? (CONFIG_DEFAULTS[key] as string);
+
+    const text = (key: ConfigKey, pattern: RegExp, expected: string): string => {
+        const value = str(key);
+        if (!pattern.test(value)) {
+            fail(key, expected);
+        }
+        return value;
+    };
+
+    const oneOf = <T extends string>(key: ConfigKey, choices: readonly T[]): T => {
+        const value = str(key);
+        if (!(choices as readonly string[]).includes(value)) {
+            fail(key, `one of ${choices.map((c) => `'${c}'`).join(", ")}`);
+        }
+        return value as T;
+    };
+
+    const cidr = (key: ConfigKey): [string, ipaddr.IPv4, number] => {
+        const value = str(key);
+        const parsed = parseCidr(value);
+        if (!parsed) {
+            return fail(key, "an IPv4 CIDR block such as 10.0.0.0/16, with no host bits set");
+        }
+        return [value, ...parsed];
+    };
+
+    const cidrList = (key: ConfigKey): string[] => {
+        const value = raw[key];
+        if (value === undefined) {
+            return [...(CONFIG_DEFAULTS[key] as string[])];
+        }
+        let parsed: unknown;
+        try {
+            parsed = JSON.parse(value);
+        } catch {
+            parsed = undefined;
+        }
+        const expected = 'a JSON list of IPv4 CIDR blocks such as ["203.0.113.0/24"]';
+        if (!Array.isArray(parsed) || !parsed.every((item) => typeof item === "string")) {
+            return fail(key, expected);
+        }
+        const blocks = parsed as string[];
+        const ranges = blocks.map((item) => parseCidr(item) ?? fail(key, `${expected}; '${item}' is not one`));
+        // Overlapping blocks make duplicate or redundant security-group rules, which AWS rejects or hides.
+        ranges.forEach(([address, prefix], i) => {
+            ranges.slice(0, i).forEach(([other, otherPrefix], j) => {
+                const shorter = Math.min(prefix, otherPrefix);
+                if (address.match(other, shorter)) {
+                    fail(key, `${expected}, none overlapping another; '${blocks[i]}' overlaps '${blocks[j]}'`);
+                }
+            });
+        });
+        return blocks;
+    };
+
+    const workerCount = integer("workerCount", 0, MAX_WORKERS);
+    const volumeSizeGb = integer("volumeSizeGb", MIN_VOLUME_GB, MAX_VOLUME_GB);
+    const bootstrapTimeoutSeconds = integer("bootstrapTimeoutSeconds", 30, 7200);
+
+    const instanceType = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
+    const headInstanceType = text("headInstanceType", instanceType, "an EC2 instance type such as t3.medium");
+    const workerInstanceType = text("workerInstanceType", instanceType, "an EC2 instance type such as t3.small");
+
+    const [vpcCidr, vpcAddress, vpcPrefix] = cidr("vpcCidr");
+    if (vpcPrefix < 16 || vpcPrefix > 28) {
+        fail("vpcCidr", "an IPv4 CIDR block with a prefix from /16 to /28 (the range AWS allows for a VPC)");
+    }
+    const [subnetCidr, subnetAddress, subnetPrefix] = cidr("subnetCidr");
+    if (subnetPrefix < vpcPrefix || subnetPrefix > 28 || !subnetAddress.match(vpcAddress, vpcPrefix)) {
+        fail("subnetCidr", `an IPv4 CIDR block inside vpcCidr ${vpcCidr}, with a prefix from /${vpcPrefix} to /28`);
+    }
+    // AWS reserves five addresses of every subnet; the nodes need the rest.
+    const usableAddresses = 2 ** (32 - subnetPrefix) - 5;
+    if (usableAddresses < workerCount + 1) {
+        fail("subnetCidr", `a subnet with room for ${workerCount + 1} nodes (it has ${usableAddresses} usable addresses)`);
+    }
+
+    const availabilityZone = text("availabilityZone", /^$|^[a-z]{2}(-[a-z]+)+-\d[a-z]$/,
+        "an availability zone such as us-east-1a, or empty for the region's first available zone");
+    const amiId = text("amiId", /^$|^ami-[0-9a-f]{8,17}$/, "an AMI id such as ami-0abcdef1234567890, or empty");
+    const sshUser = text("sshUser", /^[a-z_][a-z0-9_-]{0,31}$/, "a Unix user name such as ubuntu");
+    const sshIdentityFile = text("sshIdentityFile", /^[^\s]*$/, "a file path without spaces, or empty")
+        || `~/.ssh/${ctx.project}-${ctx.stack}.pem`;
+
+    const rayVersion = text("rayVersion", /^\d+\.\d+\.\d+$/, `an exact Ray release such as ${DEFAULT_RAY_VERSION}`);
+    if (semver.lt(rayVersion, MIN_RAY_VERSION)) {
+        fail("rayVersion", `a Ray release of ${MIN_RAY_VERSION} or later (the first with token authentication)`);
+    }
+
+    const packageIndexUrl = text("packageIndexUrl", /^$|^https?:\/\/[^\s'"\\]+$/,
+        "an http(s) URL of a PEP 503 package index such as https://pypi.example.com/simple/, or empty for PyPI");
+
+    const dashboardAllowedCidrs = cidrList("dashboardAllowedCidrs");
+    if (dashboardAllowedCidrs.some((block) => block.endsWith("/0"))) {
+        // Anyone who reaches the dashboard or client port can run code on the cluster.
+        fail("dashboardAllowedCidrs", "specific CIDR blocks, never 0.0.0.0/0 (use the SSH tunnel from dashboardTunnel)");
+    }
+
+    return {
+        project: ctx.project,
+        stack: ctx.stack,
+        workerCount,
+        headInstanceType,
+        workerInstanceType,
+        volumeSizeGb,
+        vpcCidr,
+        subnetCidr,
+        availabilityZone,
+        sshAllowedCidrs: cidrList("sshAllowedCidrs"),
+        dashboardAllowedCidrs,
+        amiId,
+        sshUser,
+        sshIdentityFile,
+        bucketForceDestroy: bool("bucketForceDestroy"),
+        bootstrapRay: bool("bootstrapRay"),
+        rayVersion,
+        connectVia: oneOf("connectVia", ["public", "private"] as const),
+        packageIndexUrl,
+        pythonInstaller: oneOf("pythonInstaller", ["uv", "pip"] as const),
+        bootstrapTimeoutSeconds,
+    };
+}
+
+/** Parses an IPv4 CIDR block whose host bits are all zero, the form AWS accepts. */
+function parseCidr(value: string): [ipaddr.IPv4, number] | undefined {
+    if (!ipaddr.IPv4.isValidCIDR(value)) {
+        return undefined;
+    }
+    const [address, prefix] = ipaddr.IPv4.parseCIDR(value);
+    const network = ipaddr.IPv4.networkAddressFromCIDR(value);
+    return network.toString() === address.toString() ? [address, prefix] : undefined;
+}
+
+/** Tags every taggable resource carries, so a stack's resources can be found and attributed. */
+export function clusterTags(config: Pick<ClusterConfig, "project" | "stack">): Record<string, string> {
+    return {
+        "ray-cluster:project": config.project,
+        "ray-cluster:stack": config.stack,
+    };
+}

@@ -1,0 +1,121 @@
+import * as aws from "@pulumi/aws";
+import * as pulumi from "@pulumi/pulumi";
+
+/** Canonical's AWS account, the only publisher trusted for the default image. */
+export const CANONICAL_OWNER_ID = "099720109477";
+export const UBUNTU_2404_AMD64_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*";
+export const HEAD_NODE_NAME = "headnode";
+
+/** Name of worker `index` (1-based), as in the lab: worker-1 … worker-N. */
+export const workerNodeName = (index: number) => `worker-${index}`;
+
+/**
+ * Cloud-init installs what the bootstrap needs from the OS (venv support for Python) and keeps the hostname the
+ * bootstrap sets across reboots. It carries no secrets: user data is readable by anything on the instance.
+ */
+export const NODE_USER_DATA = `#cloud-config
+package_update: true
+packages:
+  - python3-venv
+preserve_hostname: true
+`;
+
+/** Inputs of the cluster's EC2 instances. */
+export interface RayNodesArgs {
+    /** Number of worker nodes. */
+    workerCount: number;
+    /** Instance type of the head node. */
+    headInstanceType: string;
+    /** Instance type of each worker node. */
+    workerInstanceType: string;
+    /** Root volume size, in GB. */
+    volumeSizeGb: number;
+    /** AMI to boot; empty looks up the latest Canonical Ubuntu 24.04 amd64 image. */
+    amiId: string;
+    /** Subnet the nodes launch in. */
+    subnetId: pulumi.Input<string>;
+    /** Security group of every node. */
+    securityGroupId: pulumi.Input<string>;
+    /** EC2 key pair authorised for SSH. */
+    keyName: pulumi.Input<string>;
+    /** Instance profile that grants the nodes their bucket access. */
+    instanceProfileName: pulumi.Input<string>;
+    /** Resources that must exist before a node boots (the internet route cloud-init needs). */
+    bootDependencies: pulumi.Input<pulumi.Resource>[];
+    /** Tags every resource carries. */
+    tags: Record<string, string>;
+}
+
+/** One node of the cluster: its role name and its instance. */
+export interface RayNode {
+    /** Hostname and `Name` tag: headnode, worker-1 … */
+    name: string;
+    /** The EC2 instance. */
+    instance: aws.ec2.Instance;
+}
+
+/** The head node and the worker nodes, identical but for their instance type and name. */
+export class RayNodes extends pulumi.ComponentResource {
+    public readonly head: RayNode;
+    public readonly workers: RayNode[];
+
+    constructor(name: string, args: RayNodesArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("ray-cluster:nodes:RayNodes", name, {}, opts);
+
+        const lookedUp = args.amiId === "";
+        const ami = lookedUp
+            ? aws.ec2.getAmiOutput({
+                owners: [CANONICAL_OWNER_ID],
+                mostRecent: true,
+                filters: [
+                    { name: "name", values: [UBUNTU_2404_AMD64_NAME] },
+                    { name: "architecture", values: ["x86_64"] },
+                    { name: "virtualization-type", values: ["hvm"] },
+                    { name: "root-device-type", values: ["ebs"] },
+                ],
+            }, { parent: this }).id
+            : pulumi.output(args.amiId);
+
+        const node = (nodeName: string, instanceType: string): RayNode => ({
+            name: nodeName,
+            instance: new aws.ec2.Instance(`${name}-${nodeName}`, {
+                ami,
+                instanceType,
+                subnetId: args.subnetId,
+                vpcSecurityGroupIds: [args.securityGroupId],
+                keyName: args.keyName,
+                iamInstanceProfile: args.instanceProfileName,
+                userData: NODE_USER_DATA,
+                metadataOptions: {
+                    httpEndpoint: "enabled",
+                    httpTokens: "required",
+                    // One hop keeps instance credentials out of reach of containers on the node.
+                    httpPutResponseHopLimit: 1,
+                },
+                rootBlockDevice: {
+                    volumeType: "gp3",
+                    volumeSize: args.volumeSizeGb,
+                    encrypted: true,
+                    deleteOnTermination: true,
+                },
+                tags: { ...args.tags, Name: nodeName },
+                volumeTags: { ...args.tags, Name: nodeName },
+            }, {
+                parent: this,
+                dependsOn: args.bootDependencies,
+                // Canonical publishes new images often; a looked-up AMI must not replace running nodes on the
+                // next `pulumi up`. An AMI the user pins is a deliberate choice and does replace them.
+                ignoreChanges: lookedUp ? ["ami"] : [],
+            }),
+        });
+
+        this.head = node(HEAD_NODE_NAME, args.headInstanceType);
+        this.workers = Array.from({ length: args.workerCount },
+            (_, i) => node(workerNodeName(i + 1), args.workerInstanceType));
+
+        this.registerOutputs({
+            headInstanceId: this.head.instance.id,
+            workerInstanceIds: this.workers.map((worker) => worker.instance.id),
+        });
+    }
+}
