@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs ray[default] at an exact version into a virtual environment; a no-op when that install is complete.
 # Usage: install-ray.sh --version X.Y.Z [--installer uv|pip] [--index-url URL] [--venv DIR]
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=install-ray
 
 version="" installer=uv index_url="" venv=$RAY_VENV_DEFAULT
@@ -13,7 +15,9 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument: $1" ;;
     esac
 done
-[ -n "$version" ] || die "--version is required"
+if ! { [ -n "$version" ]; }; then
+    die "--version is required"
+fi
 case $installer in uv|pip) ;; *) die "--installer must be uv or pip, got '${installer}'" ;; esac
 
 requirement="ray[default]==${version}"

@@ -1,4 +1,5 @@
-# Shared helpers, prepended by the program to every node script (see src/scripts.ts); not run on its own.
+# Shared helpers of the node scripts. Each script sources this file; the program inlines it in the command text
+# in place of that line (see src/scripts.ts), since the nodes have no copy of it.
 # shellcheck shell=bash
 
 set -euo pipefail
@@ -21,7 +22,9 @@ else
     SUDO=(sudo -n)
 fi
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 RAY_VENV_DEFAULT="${HOME}/ray-venv"
+# shellcheck disable=SC2034
 RAY_STATE_DIR="${HOME}/.ray-cluster"
 
 # Every Ray process and client on a node runs with token authentication and without the usage-stats prompt.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Waits until a node is ready for the bootstrap, then gives it its cluster hostname.
 # Usage: prepare-node.sh --hostname NAME --ip ADDRESS [--head HEAD_IP] [--timeout SECONDS]
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=prepare-node
 
 name="" ip="" head_ip="" timeout_s=600
@@ -13,7 +15,9 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument: $1" ;;
     esac
 done
-[ -n "$name" ] && [ -n "$ip" ] || die "--hostname and --ip are required"
+if ! { [ -n "$name" ] && [ -n "$ip" ]; }; then
+    die "--hostname and --ip are required"
+fi
 
 # cloud-init holds the apt lock and installs python3-venv; nothing else may start before it finishes.
 if command -v cloud-init >/dev/null 2>&1; then

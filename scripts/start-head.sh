@@ -2,6 +2,8 @@
 # Starts the Ray head with token authentication; leaves a head that already runs as asked alone.
 # The cluster token arrives on stdin. Usage:
 #   start-head.sh --version X.Y.Z --node-ip IP [--port 6379] [--dashboard-port 8265] [--venv DIR]
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=start-head
 
 version="" node_ip="" port=6379 dashboard_port=8265 venv=$RAY_VENV_DEFAULT
@@ -15,8 +17,12 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument: $1" ;;
     esac
 done
-[ -n "$version" ] && [ -n "$node_ip" ] || die "--version and --node-ip are required"
-[ -x "${venv}/bin/ray" ] || die "ray is not installed in ${venv}; run install-ray.sh first"
+if ! { [ -n "$version" ] && [ -n "$node_ip" ]; }; then
+    die "--version and --node-ip are required"
+fi
+if ! { [ -x "${venv}/bin/ray" ]; }; then
+    die "ray is not installed in ${venv}; run install-ray.sh first"
+fi
 
 ray_env
 install_auth_token

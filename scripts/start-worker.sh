@@ -2,6 +2,8 @@
 # Joins this node to the Ray head once the head's GCS answers; leaves a worker that already joined alone.
 # The cluster token arrives on stdin. Usage:
 #   start-worker.sh --version X.Y.Z --node-ip IP --address HEAD_IP:PORT [--timeout SECONDS] [--venv DIR]
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=start-worker
 
 version="" node_ip="" address="" timeout_s=600 venv=$RAY_VENV_DEFAULT
@@ -15,8 +17,12 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument: $1" ;;
     esac
 done
-[ -n "$version" ] && [ -n "$node_ip" ] && [ -n "$address" ] || die "--version, --node-ip and --address are required"
-[ -x "${venv}/bin/ray" ] || die "ray is not installed in ${venv}; run install-ray.sh first"
+if ! { [ -n "$version" ] && [ -n "$node_ip" ] && [ -n "$address" ]; }; then
+    die "--version, --node-ip and --address are required"
+fi
+if ! { [ -x "${venv}/bin/ray" ]; }; then
+    die "ray is not installed in ${venv}; run install-ray.sh first"
+fi
 
 ray_env
 install_auth_token

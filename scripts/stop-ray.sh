@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Stops every Ray process of this user on the node; succeeds when nothing runs (idempotent delete).
 # Usage: stop-ray.sh [--venv DIR]
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=stop-ray
 
 venv=$RAY_VENV_DEFAULT

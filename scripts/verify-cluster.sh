@@ -2,6 +2,8 @@
 # Waits until every expected node is alive in the Ray cluster, then prints the cluster's state as JSON.
 # On timeout it fails and names the nodes that never joined. Usage:
 #   verify-cluster.sh --address HEAD_IP:PORT --expect NAME=IP [--expect NAME=IP ...] [--timeout SECONDS] [--venv DIR]
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=verify-cluster
 
 address="" timeout_s=600 venv=$RAY_VENV_DEFAULT
@@ -15,8 +17,12 @@ while [ $# -gt 0 ]; do
         *) die "unknown argument: $1" ;;
     esac
 done
-[ -n "$address" ] && [ ${#expected[@]} -gt 0 ] || die "--address and at least one --expect are required"
-[ -x "${venv}/bin/python" ] || die "ray is not installed in ${venv}"
+if ! { [ -n "$address" ] && [ ${#expected[@]} -gt 0 ]; }; then
+    die "--address and at least one --expect are required"
+fi
+if ! { [ -x "${venv}/bin/python" ]; }; then
+    die "ray is not installed in ${venv}"
+fi
 
 ray_env
 "${venv}/bin/python" - "$address" "$timeout_s" "${expected[@]}" <<'PY'

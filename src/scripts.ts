@@ -21,11 +21,22 @@ export function shellQuote(word: string): string {
     return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The line by which a script sources lib.sh when run from a checkout; the nodes get lib.sh inlined instead. */
+export const SOURCE_LIB_LINE = '. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"';
+
+/** A script's text with lib.sh inlined, so it runs on a node that has no copy of scripts/. */
+export function inlinedScript(fileName: string): string {
+    const text = readScript(fileName);
+    if (!text.includes(SOURCE_LIB_LINE)) {
+        throw new Error(`scripts/${fileName} does not source lib.sh with: ${SOURCE_LIB_LINE}`);
+    }
+    return text.replace(SOURCE_LIB_LINE, () => readScript("lib.sh"));
+}
+
 /**
- * The command text that runs `scripts/<fileName>` (after the shared `lib.sh`) on a node with the given arguments.
- * Parameters travel in the text itself: stock sshd drops the environment a client sends.
+ * The command text that runs `scripts/<fileName>` on a node with the given arguments. Parameters travel in the
+ * text itself: stock sshd drops the environment a client sends.
  */
 export function scriptCommand(fileName: string, args: string[]): string {
-    const body = `${readScript("lib.sh")}\n${readScript(fileName)}`;
-    return ["bash", "-c", body, fileName, ...args].map(shellQuote).join(" ");
+    return ["bash", "-c", inlinedScript(fileName), fileName, ...args].map(shellQuote).join(" ");
 }

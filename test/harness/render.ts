@@ -1,0 +1,218 @@
+/**
+ * Renders the program under Pulumi mocks and records every resource the engine would see: type, name, inputs,
+ * parent, dependencies and options. Tests, the plan script, the policy runner and the benchmarks share it.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import * as path from "path";
+
+// Internal runtime modules: the mock monitor and the settings that hold it.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const settings = require("@pulumi/pulumi/runtime/settings");
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const stack = require("@pulumi/pulumi/runtime/stack");
+
+export const PROJECT = "ray-cluster";
+export const PROGRAM = path.resolve(__dirname, "..", "..", "index.ts");
+
+/** A resource as registered with the engine. */
+export interface RegisteredResource {
+    type: string;
+    name: string;
+    urn: string;
+    parent: string;
+    custom: boolean;
+    inputs: Record<string, any>;
+    /** URNs this resource depends on: explicit dependsOn plus every input's resource. */
+    dependencies: string[];
+    options: {
+        deleteBeforeReplace: boolean;
+        ignoreChanges: string[];
+        additionalSecretOutputs: string[];
+        customTimeouts?: { create: string; update: string; delete: string };
+        protect: boolean;
+        retainOnDelete: boolean;
+    };
+}
+
+/** What a mock returns for a resource: its id and its output state. */
+export type ResourceMock = (args: pulumi.runtime.MockResourceArgs) => Promise<Record<string, any> | undefined>;
+
+export interface RenderOptions {
+    /** Stack name; "dev" by default. */
+    stack?: string;
+    /** Instance addresses by `Name` tag; the default gives head 10.0.1.10 and worker-i 10.0.1.(10+i). */
+    addresses?: (nodeName: string) => { privateIp: string; publicIp: string };
+    /** Extra state for the tls PrivateKey (a real key for end-to-end runs). */
+    privateKey?: { privateKeyOpenssh: string; publicKeyOpenssh: string };
+    /** Runs a remote.Command (end-to-end runs) and returns its stdout and stderr. */
+    runCommand?: (inputs: Record<string, any>, name: string) => Promise<{ stdout: string; stderr: string }>;
+}
+
+export interface Rendered {
+    resources: RegisteredResource[];
+    outputs: Record<string, any>;
+    /** The error the program failed with, if it failed. */
+    error?: Error;
+}
+
+export function defaultAddresses(nodeName: string): { privateIp: string; publicIp: string } {
+    const index = nodeName === "headnode" ? 0 : Number(nodeName.replace("worker-", ""));
+    const third = Math.floor((10 + index) / 250);
+    const fourth = (10 + index) % 250;
+    return { privateIp: `10.0.${1 + third}.${fourth}`, publicIp: `198.51.${100 + third}.${fourth}` };
+}
+
+/** A stable, fake cluster status, shaped like verify-cluster.sh's output. */
+function fakeVerifyStdout(create: string): string {
+    const nodes = [...create.matchAll(/--expect '?([a-z0-9-]+)=([0-9.]+)/g)].map((m) => ({ name: m[1], ip: m[2], alive: true }));
+    return JSON.stringify({ address: "", expectedNodes: nodes.length, aliveNodes: nodes.length, nodes });
+}
+
+function outputsFor(args: pulumi.runtime.MockResourceArgs, options: RenderOptions, commandResult?: { stdout: string; stderr: string }): Record<string, any> {
+    const inputs = args.inputs;
+    switch (args.type) {
+        case "aws:ec2/instance:Instance":
+            return { ...inputs, ...(options.addresses ?? defaultAddresses)(inputs.tags?.Name ?? args.name), arn: `arn:aws:ec2:::instance/${args.name}` };
+        case "aws:s3/bucket:Bucket":
+            return { ...inputs, bucket: `${args.name}-0123456`, arn: `arn:aws:s3:::${args.name}-0123456` };
+        case "aws:ec2/keyPair:KeyPair":
+            return { ...inputs, keyName: `${args.name}-0123456` };
+        case "aws:iam/role:Role":
+        case "aws:iam/instanceProfile:InstanceProfile":
+            return { ...inputs, name: `${args.name}-0123456`, arn: `arn:aws:iam::123456789012:role/${args.name}` };
+        case "tls:index/privateKey:PrivateKey":
+            return {
+                ...inputs,
+                privateKeyOpenssh: "-----BEGIN OPENSSH PRIVATE KEY-----\nmock\n-----END OPENSSH PRIVATE KEY-----\n",
+                publicKeyOpenssh: "ssh-ed25519 AAAAmock ray-cluster\n",
+                ...options.privateKey,
+            };
+        case "random:index/randomPassword:RandomPassword":
+            return { ...inputs, result: "mock-token-0123456789abcdef0123456789abcdef0123" };
+        case "command:remote:Command":
+            return { ...inputs, ...(commandResult ?? { stdout: inputs.create?.includes("verify-cluster.sh") ? fakeVerifyStdout(inputs.create) : "", stderr: "" }) };
+        default:
+            return { ...inputs };
+    }
+}
+
+const rpc = require("@pulumi/pulumi/runtime/rpc"); // eslint-disable-line @typescript-eslint/no-require-imports
+
+/** Whether a deserialized value is a secret, as the engine received it. */
+export function isSecret(value: unknown): boolean {
+    return typeof value === "object" && value !== null &&
+        (value as Record<string, unknown>)[rpc.specialSigKey] === rpc.specialSecretSig;
+}
+
+/** The value with every secret wrapper removed, as the provider sees it. */
+export function reveal(value: any): any {
+    if (isSecret(value)) {
+        return reveal(value.value);
+    }
+    if (Array.isArray(value)) {
+        return value.map(reveal);
+    }
+    if (typeof value === "object" && value !== null) {
+        return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, reveal(v)]));
+    }
+    return value;
+}
+
+function mocks(options: RenderOptions): pulumi.runtime.Mocks {
+    return {
+        newResource: async (args) => {
+            const result = args.type === "command:remote:Command" && options.runCommand
+                ? await options.runCommand(reveal(args.inputs), args.name)
+                : undefined;
+            return { id: `${args.name}-id`, state: outputsFor(args, options, result) };
+        },
+        call: (args) => {
+            switch (args.token) {
+                case "aws:index/getAvailabilityZones:getAvailabilityZones":
+                    return { names: ["us-east-1a", "us-east-1b", "us-east-1c"], zoneIds: ["use1-az1", "use1-az2", "use1-az4"] };
+                case "aws:ec2/getAmi:getAmi":
+                    return { id: "ami-0123456789abcdef0", name: "ubuntu-noble-24.04-amd64-server-20261101" };
+                default:
+                    throw new Error(`unexpected invoke ${args.token}`);
+            }
+        },
+    };
+}
+
+/** Stack config as `pulumi config set` would store it: strings, lists as JSON. */
+export type StackConfig = Record<string, string | number | boolean | string[]>;
+
+export function toConfigStrings(config: StackConfig): Record<string, string> {
+    return Object.fromEntries(Object.entries(config).map(([key, value]) => [
+        key.includes(":") ? key : `${PROJECT}:${key}`,
+        typeof value === "string" ? value : JSON.stringify(value),
+    ]));
+}
+
+/** Installs mocks and a recorder on the mock monitor, then returns the recorder's list. */
+export async function installMocks(options: RenderOptions): Promise<RegisteredResource[]> {
+    await pulumi.runtime.setMocks(mocks(options), PROJECT, options.stack ?? "dev", false);
+    const resources: RegisteredResource[] = [];
+    const monitor = settings.getMonitor();
+    const register = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: any, callback: (err: any, resp: any) => void) => {
+        register(req, (err: any, resp: any) => {
+            if (!err) {
+                const timeouts = req.getCustomtimeouts();
+                resources.push({
+                    type: req.getType(),
+                    name: req.getName(),
+                    urn: resp.getUrn(),
+                    parent: req.getParent(),
+                    custom: req.getCustom(),
+                    inputs: pulumi.runtime.deserializeProperties(req.getObject()),
+                    dependencies: [...req.getDependenciesList()].sort(),
+                    options: {
+                        deleteBeforeReplace: req.getDeletebeforereplace(),
+                        ignoreChanges: req.getIgnorechangesList(),
+                        additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+                        customTimeouts: timeouts ? { create: timeouts.getCreate(), update: timeouts.getUpdate(), delete: timeouts.getDelete() } : undefined,
+                        protect: req.getProtect() ?? false,
+                        retainOnDelete: req.getRetainondelete() ?? false,
+                    },
+                });
+            }
+            callback(err, resp);
+        });
+    };
+    return resources;
+}
+
+/** Runs index.ts once under mocks with the given config. */
+export async function render(config: StackConfig = {}, options: RenderOptions = {}): Promise<Rendered> {
+    const resources = await installMocks(options);
+    pulumi.runtime.setAllConfig(toConfigStrings(config), []);
+    delete require.cache[PROGRAM];
+    let error: Error | undefined;
+    let outputs: Record<string, any> = {};
+    // The program's own error is caught inside the stack's init, as the CLI reports it, so that no promise of the
+    // stack resource is left rejected behind the test.
+    outputs = (await stack.runInPulumiStack(async () => {
+        try {
+            return require(PROGRAM);
+        } catch (e) {
+            error = e as Error;
+            return {};
+        }
+    })) ?? {};
+    await settings.waitForRPCs();
+    return { resources: resources.filter((r) => r.type !== "pulumi:pulumi:Stack"), outputs, error };
+}
+
+/** The resources of one type, by logical name. */
+export function byType(rendered: Rendered, type: string): RegisteredResource[] {
+    return rendered.resources.filter((r) => r.type === type);
+}
+
+export function byName(rendered: Rendered, name: string): RegisteredResource {
+    const found = rendered.resources.find((r) => r.name === name);
+    if (!found) {
+        throw new Error(`no resource named ${name}; have ${rendered.resources.map((r) => r.name).join(", ")}`);
+    }
+    return found;
+}

@@ -1,0 +1,84 @@
+/** Runs a remote.Command's create or delete text over real SSH, as the command provider would. */
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+
+export interface CommandInputs {
+    connection: { host: string; user?: string; port?: number; privateKey?: string };
+    create?: string;
+    delete?: string;
+    stdin?: string;
+}
+
+export interface CommandResult {
+    stdout: string;
+    stderr: string;
+    code: number;
+    seconds: number;
+}
+
+export class CommandFailed extends Error {
+    constructor(public readonly result: CommandResult, label: string) {
+        super(`${label} exited ${result.code}: ${result.stderr.trim().split("\n").slice(-5).join("\n")}`);
+    }
+}
+
+let keyDir: string | undefined;
+const keyFiles = new Map<string, string>();
+
+function keyFile(privateKey: string): string {
+    let file = keyFiles.get(privateKey);
+    if (!file) {
+        keyDir ??= fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-key-"));
+        file = path.join(keyDir, `key-${keyFiles.size}`);
+        fs.writeFileSync(file, privateKey.endsWith("\n") ? privateKey : `${privateKey}\n`, { mode: 0o600 });
+        keyFiles.set(privateKey, file);
+    }
+    return file;
+}
+
+/** Runs `text` on the command's host; resolves with its output, rejects with CommandFailed on a non-zero exit. */
+export function runOverSsh(inputs: CommandInputs, text: string, stdin?: string, label = "command"): Promise<CommandResult> {
+    const { host, user = "root", port = 22, privateKey } = inputs.connection;
+    if (!privateKey) {
+        throw new Error("the command's connection has no private key");
+    }
+    const args = [
+        "-i", keyFile(privateKey),
+        "-p", String(port),
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=no",
+        "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR",
+        "-o", "ConnectTimeout=10",
+        `${user}@${host}`,
+        text,
+    ];
+    const started = process.hrtime.bigint();
+    return new Promise((resolve, reject) => {
+        const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (d) => (stdout += d));
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("error", reject);
+        child.on("close", (code) => {
+            const result = { stdout, stderr, code: code ?? -1, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+            if (result.code === 0) {
+                resolve(result);
+            } else {
+                reject(new CommandFailed(result, label));
+            }
+        });
+        child.stdin.end(stdin ?? "");
+    });
+}
+
+export function cleanupKeys(): void {
+    if (keyDir) {
+        fs.rmSync(keyDir, { recursive: true, force: true });
+        keyDir = undefined;
+        keyFiles.clear();
+    }
+}
