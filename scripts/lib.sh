@@ -28,7 +28,10 @@ RAY_VENV_DEFAULT="${HOME}/ray-venv"
 RAY_STATE_DIR="${HOME}/.ray-cluster"
 
 # Every Ray process and client on a node runs with token authentication and without the usage-stats prompt.
+# The venv leads PATH so that job entrypoints such as `python script.py` run in it.
 ray_env() {
+    local venv=$1
+    export PATH="${venv}/bin:${PATH}" VIRTUAL_ENV=$venv
     export RAY_AUTH_MODE=token
     export RAY_USAGE_STATS_ENABLED=0
     export RAY_USAGE_STATS_PROMPT_ENABLED=0

@@ -24,7 +24,7 @@ if ! { [ -x "${venv}/bin/ray" ]; }; then
     die "ray is not installed in ${venv}; run install-ray.sh first"
 fi
 
-ray_env
+ray_env "$venv"
 install_auth_token
 ray=("${venv}/bin/ray")
 state_file="${RAY_STATE_DIR}/head"

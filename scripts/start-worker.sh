@@ -24,14 +24,14 @@ if ! { [ -x "${venv}/bin/ray" ]; }; then
     die "ray is not installed in ${venv}; run install-ray.sh first"
 fi
 
-ray_env
+ray_env "$venv"
 install_auth_token
 ray=("${venv}/bin/ray")
 state_file="${RAY_STATE_DIR}/worker"
 desired="version=${version} node_ip=${node_ip} address=${address}"
 
 raylet_running() {
-    pgrep -u "$(id -u)" -f '/raylet/raylet' >/dev/null 2>&1
+    pgrep -u "$(id -u)" -x raylet >/dev/null 2>&1
 }
 
 if state_matches "$state_file" "$desired" && raylet_running; then

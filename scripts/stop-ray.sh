@@ -15,10 +15,11 @@ done
 
 rm -f "${RAY_STATE_DIR}/head" "${RAY_STATE_DIR}/worker"
 if [ -x "${venv}/bin/ray" ]; then
-    ray_env
+    ray_env "$venv"
     "${venv}/bin/ray" stop --force </dev/null >/dev/null 2>&1 || true
 fi
-if pgrep -u "$(id -u)" -f '/raylet/raylet|gcs_server' >/dev/null 2>&1; then
-    die "Ray processes still running after ray stop: $(pgrep -u "$(id -u)" -af '/raylet/raylet|gcs_server' | tr '\n' ' ')"
+# Matched by process name: a pattern on full command lines would also match this script's own text.
+if pgrep -u "$(id -u)" -x 'raylet|gcs_server' >/dev/null 2>&1; then
+    die "Ray processes still running after ray stop: $(pgrep -u "$(id -u)" -x -l 'raylet|gcs_server' | tr '\n' ' ')"
 fi
 log "Ray stopped"

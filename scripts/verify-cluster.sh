@@ -24,7 +24,7 @@ if ! { [ -x "${venv}/bin/python" ]; }; then
     die "ray is not installed in ${venv}"
 fi
 
-ray_env
+ray_env "$venv"
 "${venv}/bin/python" - "$address" "$timeout_s" "${expected[@]}" <<'PY'
 import json
 import sys

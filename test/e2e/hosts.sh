@@ -5,6 +5,7 @@
 #
 #   hosts.sh up STATE_DIR WHEELHOUSE PUBLIC_KEY HOST...   (HOST: name=last-octet, e.g. h1=11)
 #   hosts.sh down STATE_DIR
+#   hosts.sh down-stale
 set -euo pipefail
 
 SUBNET=10.213.0
@@ -145,8 +146,21 @@ down() {
     fi
 }
 
+# Removes what a run killed before its cleanup left: its namespaces (with their processes) and the bridge.
+down_stale() {
+    local ns pid
+    for ns in $(ip netns list | awk '$1 ~ /^rct-/ { print $1 }'); do
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill -9 "$pid" 2>/dev/null || true
+        done
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    ip link del "$BRIDGE" 2>/dev/null || true
+}
+
 case ${1:-} in
     up) shift; up "$@" ;;
+    down-stale) down_stale ;;
     down) shift; down "$@" ;;
-    *) die "usage: hosts.sh up STATE_DIR WHEELHOUSE PUBLIC_KEY NAME=OCTET... | hosts.sh down STATE_DIR" ;;
+    *) die "usage: hosts.sh up STATE_DIR WHEELHOUSE PUBLIC_KEY NAME=OCTET... | hosts.sh down STATE_DIR | hosts.sh down-stale" ;;
 esac
