@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { byName, byType, isSecret, Rendered, RegisteredResource, render } from "./harness/render";
+import { byType, isSecret, Rendered, RegisteredResource, render } from "./harness/render";
 
 const RAY_PORTS = [6379, 8265, 10001, 10002, 19999];
 let cached: Rendered | undefined;

@@ -194,7 +194,7 @@ export async function render(config: StackConfig = {}, options: RenderOptions = 
     // stack resource is left rejected behind the test.
     outputs = (await stack.runInPulumiStack(async () => {
         try {
-            return require(PROGRAM);
+            return require(PROGRAM); // eslint-disable-line @typescript-eslint/no-require-imports
         } catch (e) {
             error = e as Error;
             return {};

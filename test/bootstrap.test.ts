@@ -1,0 +1,107 @@
+import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { describe, test } from "node:test";
+import { byName, byType, Rendered, RegisteredResource, render, reveal } from "./harness/render";
+
+const commands = (r: Rendered) => byType(r, "command:remote:Command");
+const urnOf = (r: Rendered, name: string) => byName(r, name).urn;
+const dependsOn = (r: Rendered, name: string, other: string) => byName(r, name).dependencies.includes(urnOf(r, other));
+
+describe("the bootstrap's command graph", () => {
+    test("prepare → install per node in parallel; head start; worker starts after the head; verify last", async () => {
+        const r = await render();
+        const c = (n: string) => `ray-cluster-${n}`;
+        for (const node of ["headnode", "worker-1", "worker-2"]) {
+            assert.ok(dependsOn(r, c(`${node}-install`), c(`${node}-prepare`)));
+            assert.ok(dependsOn(r, c(`${node}-prepare`), c(node)), "a node's commands wait for its instance");
+            for (const other of ["headnode", "worker-1", "worker-2"].filter((o) => o !== node)) {
+                assert.ok(!dependsOn(r, c(`${node}-install`), c(`${other}-install`)), "installs are independent");
+                assert.ok(!dependsOn(r, c(`${node}-install`), c(`${other}-start`)));
+            }
+        }
+        assert.ok(dependsOn(r, c("headnode-start"), c("headnode-install")));
+        for (const worker of ["worker-1", "worker-2"]) {
+            assert.ok(dependsOn(r, c(`${worker}-start`), c("headnode-start")));
+            assert.ok(dependsOn(r, c(`${worker}-start`), c(`${worker}-install`)));
+            assert.ok(dependsOn(r, c("verify"), c(`${worker}-start`)));
+        }
+    });
+
+    test("starts stop Ray on delete, are replaced delete-first, and workers rejoin a replaced head", async () => {
+        const r = await render();
+        for (const start of commands(r).filter((x) => x.name.endsWith("-start"))) {
+            assert.match(start.inputs.delete, /stop-ray\.sh/);
+            assert.equal(start.options.deleteBeforeReplace, true, start.name);
+        }
+        assert.deepEqual(byName(r, "ray-cluster-worker-1-start").inputs.triggers, ["ray-cluster-headnode-id"]);
+    });
+
+    test("commands carry their parameters in the text, SSH bounds, and the index override", async () => {
+        const r = await render({ packageIndexUrl: "https://pypi.example.com/simple/", rayVersion: "2.55.1", connectVia: "private", bootstrapTimeoutSeconds: 300 });
+        const install = reveal(byName(r, "ray-cluster-worker-1-install"));
+        assert.match(install.inputs.create, / install-ray\.sh --version 2\.55\.1 --installer uv --index-url https:\/\/pypi\.example\.com\/simple\/$/);
+        assert.equal(install.inputs.environment, undefined, "sshd drops client environment");
+        assert.equal(install.inputs.connection.host, "10.0.1.11", "connectVia private");
+        assert.equal(install.inputs.connection.dialErrorLimit, 20);
+        assert.equal(install.inputs.connection.perDialTimeout, 15);
+        assert.equal(install.options.customTimeouts?.create, "900s");
+        assert.match(byName(r, "ray-cluster-worker-2-start").inputs.create, /--address 10\.0\.1\.10:6379 --timeout 300$/);
+        assert.match(byName(r, "ray-cluster-headnode-start").inputs.create, /--node-ip 10\.0\.1\.10 --port 6379 --dashboard-port 8265$/);
+        const publicRender = await render();
+        assert.equal(reveal(byName(publicRender, "ray-cluster-worker-1-install").inputs).connection.host, "198.51.100.11");
+    });
+
+    test("bootstrapRay false builds the infrastructure only", async () => {
+        const r = await render({ bootstrapRay: false });
+        assert.equal(commands(r).length, 0);
+        assert.equal(byType(r, "aws:ec2/instance:Instance").length, 3);
+        assert.equal(r.outputs.rayClusterStatus, undefined);
+    });
+
+    test("two renders of one config are identical: an unchanged `pulumi up` runs nothing", async () => {
+        const strip = (r: Rendered) => JSON.stringify(r.resources.map(({ name, inputs, dependencies }) => ({ name, inputs, dependencies })));
+        assert.equal(strip(await render({ workerCount: 3 })), strip(await render({ workerCount: 3 })));
+    });
+
+    test("workerCount 2 → 4 adds worker-3 and worker-4 with their commands, and changes no existing node's resources", async () => {
+        const before = await render({ workerCount: 2 });
+        const after = await render({ workerCount: 4 });
+        const index = (r: Rendered) => new Map(r.resources.map((x) => [x.urn, x] as [string, RegisteredResource]));
+        const [a, b] = [index(before), index(after)];
+        const added = [...b.keys()].filter((urn) => !a.has(urn)).map((urn) => b.get(urn)!.name).sort();
+        assert.deepEqual(added, ["ray-cluster-worker-3", "ray-cluster-worker-3-install", "ray-cluster-worker-3-prepare",
+            "ray-cluster-worker-3-start", "ray-cluster-worker-4", "ray-cluster-worker-4-install",
+            "ray-cluster-worker-4-prepare", "ray-cluster-worker-4-start"]);
+        assert.deepEqual([...a.keys()].filter((urn) => !b.has(urn)), [], "nothing removed");
+        const changed = [...a.keys()].filter((urn) =>
+            JSON.stringify(a.get(urn)!.inputs) !== JSON.stringify(b.get(urn)!.inputs)).map((urn) => a.get(urn)!.name);
+        // The cluster check re-runs to count the new nodes; it only reads from the head.
+        assert.deepEqual(changed, ["ray-cluster-verify"]);
+    });
+
+    test("a rayVersion change reinstalls and restarts every node and replaces no instance", async () => {
+        const before = await render();
+        const after = await render({ rayVersion: "2.59.0" });
+        const changed = before.resources.filter((x, i) => JSON.stringify(x.inputs) !== JSON.stringify(after.resources[i].inputs)).map((x) => x.name);
+        assert.deepEqual(changed.sort(), ["ray-cluster-headnode-install", "ray-cluster-headnode-start", "ray-cluster-worker-1-install",
+            "ray-cluster-worker-1-start", "ray-cluster-worker-2-install", "ray-cluster-worker-2-start"]);
+    });
+});
+
+describe("node scripts", () => {
+    const dir = path.join(__dirname, "..", "scripts");
+    const scripts = fs.readdirSync(dir).filter((f) => f.endsWith(".sh"));
+
+    test("are shellcheck-clean", () => {
+        const result = spawnSync("shellcheck", scripts.map((s) => path.join(dir, s)), { encoding: "utf8" });
+        assert.equal(result.error, undefined, "shellcheck is installed");
+        assert.equal(result.status, 0, result.stdout);
+    });
+
+    test("the smoke job compiles", () => {
+        const result = spawnSync("python3", ["-m", "py_compile", path.join(dir, "smoke_test.py")], { encoding: "utf8" });
+        assert.equal(result.status, 0, result.stderr);
+    });
+});

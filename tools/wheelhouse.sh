@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Fills .cache/wheelhouse with ray[default] at the pinned version, and uv, for the end-to-end test hosts, which
+# have no route to PyPI and install from this wheelhouse through the packageIndexUrl override.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=$(node -e 'console.log(require("js-yaml").load(require("fs").readFileSync("Pulumi.yaml","utf8")).config.rayVersion.default)')
+dest=.cache/wheelhouse
+if compgen -G "${dest}/ray-${version}-*.whl" >/dev/null && compgen -G "${dest}/uv-*.whl" >/dev/null; then
+    echo "wheelhouse: ray ${version} and uv already in ${dest}"
+    exit 0
+fi
+mkdir -p "$dest"
+python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: --dest "$dest" "ray[default]==${version}" uv
+echo "wheelhouse: $(find "$dest" -name '*.whl' | wc -l) wheels in ${dest}"
