@@ -1,6 +1,6 @@
 import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { byType, isSecret, Rendered, RegisteredResource, render } from "./harness/render";
+import { byType, isSecret, Rendered, RegisteredResource, render, StackConfig } from "./harness/render";
 
 const RAY_PORTS = [6379, 8265, 10001, 10002, 19999];
 let cached: Rendered | undefined;
@@ -78,7 +78,7 @@ describe("security group", () => {
     });
 
     test("no Ray port is open to the world, by default or with the dashboard opened to a CIDR", async () => {
-        for (const config of [{}, { dashboardAllowedCidrs: ["203.0.113.0/24"] }]) {
+        for (const config of [{}, { dashboardAllowedCidrs: ["203.0.113.0/24"] }] as StackConfig[]) {
             const r = await render(config);
             const open = publicIngress(r);
             assert.deepEqual(open.map((rule) => rule.inputs.fromPort), [22], "only SSH is public");
