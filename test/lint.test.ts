@@ -5,7 +5,7 @@ import { test } from "node:test";
 
 test("lint rejects deprecated @pulumi/aws APIs", () => {
     const fixture = path.join(__dirname, "fixtures", "deprecated.ts");
-    const result = spawnSync(process.execPath, [require.resolve("eslint/bin/eslint.js"), "--no-ignore", fixture],
+    const result = spawnSync(process.execPath, [path.join(__dirname, "..", "node_modules", "eslint", "bin", "eslint.js"), "--no-ignore", fixture],
         { encoding: "utf8", cwd: path.join(__dirname, "..") });
     assert.equal(result.status, 1, result.stdout + result.stderr);
     assert.match(result.stdout, /`BucketVersioningV2` is deprecated.*@typescript-eslint\/no-deprecated/);
