@@ -63,3 +63,19 @@ state_matches() {
     local file=$1 desired=$2
     [ -f "$file" ] && [ "$(cat "$file")" = "$desired" ]
 }
+
+# Starts Ray afresh from RAY (the venv's ray command) with the given `ray start` arguments and records DESIRED in
+# STATE_FILE once it runs; whatever ran before is stale. The daemons get no handle on the SSH session's output,
+# or the session would never end. Usage: restart_ray RAY STATE_FILE DESIRED LOG_NAME ray-start-args...
+restart_ray() {
+    local ray=$1 state_file=$2 desired=$3 start_log="${RAY_STATE_DIR}/$4.log"
+    shift 4
+    "$ray" stop --force >/dev/null 2>&1 || true
+    rm -f "$state_file"
+    mkdir -p "$RAY_STATE_DIR"
+    if ! "$ray" start "$@" --disable-usage-stats </dev/null >"$start_log" 2>&1; then
+        tail -n 40 "$start_log" >&2
+        die "ray start $* failed; log above and in ${start_log}"
+    fi
+    printf '%s\n' "$desired" > "$state_file"
+}

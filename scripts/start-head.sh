@@ -26,30 +26,19 @@ fi
 
 ray_env "$venv"
 install_auth_token
-ray=("${venv}/bin/ray")
+ray="${venv}/bin/ray"
 state_file="${RAY_STATE_DIR}/head"
 desired="version=${version} node_ip=${node_ip} port=${port} dashboard_port=${dashboard_port}"
 
-if state_matches "$state_file" "$desired" && "${ray[@]}" health-check --address "${node_ip}:${port}" >/dev/null 2>&1; then
+if state_matches "$state_file" "$desired" && "$ray" health-check --address "${node_ip}:${port}" >/dev/null 2>&1; then
     log "Ray head ${version} already running at ${node_ip}:${port}"
     exit 0
 fi
 
 # Whatever runs here is stale (another version, address or a crashed head): start clean.
-"${ray[@]}" stop --force >/dev/null 2>&1 || true
-rm -f "$state_file"
-mkdir -p "$RAY_STATE_DIR"
-start_log="${RAY_STATE_DIR}/start-head.log"
-# The daemons must not hold the SSH session's stdout open, or the session never ends.
-if ! "${ray[@]}" start --head \
-        --node-ip-address="$node_ip" \
-        --port="$port" \
-        --dashboard-host=0.0.0.0 \
-        --dashboard-port="$dashboard_port" \
-        --disable-usage-stats \
-        </dev/null >"$start_log" 2>&1; then
-    tail -n 40 "$start_log" >&2
-    die "ray start --head failed on ${node_ip}; log above and in ${start_log}"
-fi
-printf '%s\n' "$desired" > "$state_file"
+restart_ray "$ray" "$state_file" "$desired" start-head --head \
+    --node-ip-address="$node_ip" \
+    --port="$port" \
+    --dashboard-host=0.0.0.0 \
+    --dashboard-port="$dashboard_port"
 log "Ray head ${version} started at ${node_ip}:${port}, dashboard on port ${dashboard_port}"

@@ -26,7 +26,7 @@ fi
 
 ray_env "$venv"
 install_auth_token
-ray=("${venv}/bin/ray")
+ray="${venv}/bin/ray"
 state_file="${RAY_STATE_DIR}/worker"
 desired="version=${version} node_ip=${node_ip} address=${address}"
 
@@ -40,23 +40,12 @@ if state_matches "$state_file" "$desired" && raylet_running; then
 fi
 
 deadline=$(( $(date +%s) + timeout_s ))
-until "${ray[@]}" health-check --address "$address" >/dev/null 2>&1; do
+until "$ray" health-check --address "$address" >/dev/null 2>&1; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
         die "the Ray head's GCS at ${address} did not answer within ${timeout_s}s; is the head running and port ${address##*:} open between nodes?"
     fi
     sleep 2
 done
 
-"${ray[@]}" stop --force >/dev/null 2>&1 || true
-rm -f "$state_file"
-mkdir -p "$RAY_STATE_DIR"
-start_log="${RAY_STATE_DIR}/start-worker.log"
-if ! "${ray[@]}" start --address="$address" \
-        --node-ip-address="$node_ip" \
-        --disable-usage-stats \
-        </dev/null >"$start_log" 2>&1; then
-    tail -n 40 "$start_log" >&2
-    die "ray start --address=${address} failed on ${node_ip}; log above and in ${start_log}"
-fi
-printf '%s\n' "$desired" > "$state_file"
+restart_ray "$ray" "$state_file" "$desired" start-worker --address="$address" --node-ip-address="$node_ip"
 log "Ray worker ${version} at ${node_ip} joined ${address}"
