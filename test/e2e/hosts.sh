@@ -125,18 +125,21 @@ wait_port() {
     die "nothing listens on ${address}:${port} after 10s"
 }
 
+# Kills every process in a namespace (sshd, the sessions it spawned, the Ray daemons they started), then removes it.
+remove_namespace() {
+    local ns=$1 pid
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    ip netns del "$ns" 2>/dev/null || true
+}
+
 down() {
-    local state=$1 ns pid
+    local state=$1 ns
     [ -d "$state" ] || return 0
     if [ -f "${state}/namespaces" ]; then
         while read -r ns; do
-            # Every process in the namespace: sshd, the sessions it spawned, and the Ray daemons they started.
-            for pid in $(ip netns pids "$ns" 2>/dev/null); do
-                kill -9 "$pid" 2>/dev/null || true
-            done
-        done < "${state}/namespaces"
-        while read -r ns; do
-            ip netns del "$ns" 2>/dev/null || true
+            remove_namespace "$ns"
         done < "${state}/namespaces"
         rm -f "${state}/namespaces"
     fi
@@ -148,12 +151,9 @@ down() {
 
 # Removes what a run killed before its cleanup left: its namespaces (with their processes) and the bridge.
 down_stale() {
-    local ns pid
+    local ns
     for ns in $(ip netns list | awk '$1 ~ /^rct-/ { print $1 }'); do
-        for pid in $(ip netns pids "$ns" 2>/dev/null); do
-            kill -9 "$pid" 2>/dev/null || true
-        done
-        ip netns del "$ns" 2>/dev/null || true
+        remove_namespace "$ns"
     done
     ip link del "$BRIDGE" 2>/dev/null || true
 }
