@@ -150,11 +150,8 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
         if (text === undefined) {
             return CONFIG_DEFAULTS[key] as number;
         }
-        if (!/^\s*\d+\s*$/.test(text)) {
-            fail(key, `a whole number from ${min} to ${max}`);
-        }
         const value = Number(text);
-        if (value < min || value > max) {
+        if (!/^\s*\d+\s*$/.test(text) || value < min || value > max) {
             fail(key, `a whole number from ${min} to ${max}`);
         }
         return value;

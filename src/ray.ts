@@ -66,12 +66,13 @@ export class RayCluster extends pulumi.ComponentResource {
         const commandTimeouts = { create: `${args.timeoutSeconds * 3}s`, update: `${args.timeoutSeconds * 3}s`,
             delete: `${args.timeoutSeconds}s` };
 
+        const dialErrorLimit = Math.max(10, Math.ceil(args.timeoutSeconds / PER_DIAL_TIMEOUT_SECONDS));
         const connection = (node: RayNode): command.types.input.remote.ConnectionArgs => ({
             host: args.connectVia === "public" ? node.instance.publicIp : node.instance.privateIp,
             user: args.sshUser,
             privateKey: args.privateKey,
             perDialTimeout: PER_DIAL_TIMEOUT_SECONDS,
-            dialErrorLimit: Math.max(10, Math.ceil(args.timeoutSeconds / PER_DIAL_TIMEOUT_SECONDS)),
+            dialErrorLimit,
         });
 
         const run = (
