@@ -22,6 +22,8 @@ export interface RegisteredResource {
     parent: string;
     custom: boolean;
     inputs: Record<string, any>;
+    /** The state the mock returned: inputs plus what the provider computes, such as autonamed bucket names. */
+    outputs: Record<string, any>;
     /** URNs this resource depends on: explicit dependsOn plus every input's resource. */
     dependencies: string[];
     options: {
@@ -166,6 +168,7 @@ export async function installMocks(options: RenderOptions): Promise<RegisteredRe
                     parent: req.getParent(),
                     custom: req.getCustom(),
                     inputs: pulumi.runtime.deserializeProperties(req.getObject()),
+                    outputs: pulumi.runtime.deserializeProperties(resp.getObject()),
                     dependencies: [...req.getDependenciesList()].sort(),
                     options: {
                         deleteBeforeReplace: req.getDeletebeforereplace(),

@@ -1,0 +1,225 @@
+/**
+ * The ray-cluster policies: what "secure by default" means, checked on the resources a preview would create.
+ * Kept apart from index.ts so the tests run exactly these objects against the program's resources.
+ */
+import {
+    PolicyResource,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationPolicy,
+} from "@pulumi/policy";
+
+export const STACK_TAG = "ray-cluster:stack";
+export const PROJECT_TAG = "ray-cluster:project";
+
+/** Ports a Ray cluster serves without authentication unless token auth is on: GCS, dashboard, client, workers. */
+export const RAY_PORT_RANGES: Array<[number, number]> = [[6379, 6379], [8265, 8265], [10001, 10001], [10002, 19999]];
+
+const PUBLIC_CIDRS = new Set(["0.0.0.0/0", "::/0"]);
+
+/** AWS resource types of this program that take no tags; every other aws: resource must carry both tags. */
+export const UNTAGGABLE_TYPES = new Set([
+    "aws:ec2/route:Route",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation",
+    "aws:iam/rolePolicy:RolePolicy",
+    "aws:s3/bucketVersioning:BucketVersioning",
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+    "aws:s3/bucketPolicy:BucketPolicy",
+]);
+
+const INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule";
+const LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule";
+const SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup";
+const INSTANCE = "aws:ec2/instance:Instance";
+const BUCKET = "aws:s3/bucket:Bucket";
+const IAM_POLICY_TYPES = new Set(["aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy", "aws:iam/userPolicy:UserPolicy",
+    "aws:iam/groupPolicy:GroupPolicy"]);
+
+/** One ingress permission, whatever resource shape it came from. */
+interface Ingress {
+    protocol: string;
+    fromPort: number;
+    toPort: number;
+    cidrs: string[];
+}
+
+/** The ingress permissions a resource grants: rule resources, legacy rules and inline security-group rules. */
+export function ingressOf(args: { type: string; props: Record<string, any> }): Ingress[] {
+    const p = args.props;
+    const all = (protocol: unknown) => protocol === "-1" || protocol === "all";
+    const one = (protocol: string, from: number | undefined, to: number | undefined, cidrs: unknown[]): Ingress => ({
+        protocol,
+        fromPort: all(protocol) ? 0 : from ?? 0,
+        toPort: all(protocol) ? 65535 : to ?? 65535,
+        cidrs: cidrs.filter((c): c is string => typeof c === "string"),
+    });
+    switch (args.type) {
+        case INGRESS_RULE:
+            return [one(p.ipProtocol, p.fromPort, p.toPort, [p.cidrIpv4, p.cidrIpv6])];
+        case LEGACY_RULE:
+            return p.type === "ingress" ? [one(p.protocol, p.fromPort, p.toPort, [...(p.cidrBlocks ?? []), ...(p.ipv6CidrBlocks ?? [])])] : [];
+        case SECURITY_GROUP:
+            return (p.ingress ?? []).map((r: any) => one(r.protocol, r.fromPort, r.toPort, [...(r.cidrBlocks ?? []), ...(r.ipv6CidrBlocks ?? [])]));
+        default:
+            return [];
+    }
+}
+
+const isPublic = (rule: Ingress) => rule.cidrs.some((c) => PUBLIC_CIDRS.has(c));
+
+const resourcePolicy = (name: string, description: string,
+    validate: (args: ResourceValidationArgs, report: ReportViolation) => void): ResourceValidationPolicy =>
+    ({ name, description, enforcementLevel: "mandatory", validateResource: validate });
+
+const stackPolicy = (name: string, description: string,
+    validate: (resources: PolicyResource[], report: ReportViolation) => void): StackValidationPolicy =>
+    ({ name, description, enforcementLevel: "mandatory", validateStack: (args, report) => validate(args.resources, report) });
+
+/** The bucket's companion resources of one type: those that depend on it (bucket ids are unknown in a preview). */
+function companions(bucket: PolicyResource, resources: PolicyResource[], type: string): PolicyResource[] {
+    return resources.filter((r) => r.type === type && r.dependencies.some((d) => d.urn === bucket.urn));
+}
+
+function parsePolicy(text: unknown): any | undefined {
+    if (typeof text !== "string") {
+        return undefined; // Unknown until apply in a preview; checked again on update.
+    }
+    try {
+        return JSON.parse(text);
+    } catch {
+        return undefined;
+    }
+}
+
+const asList = <T>(value: T | T[] | undefined): T[] => (value === undefined ? [] : Array.isArray(value) ? value : [value]);
+
+export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> = [
+    resourcePolicy("security-group-public-ingress-ssh-only",
+        "No ingress from 0.0.0.0/0 or ::/0 on any port but 22.",
+        (args, report) => {
+            for (const rule of ingressOf(args).filter(isPublic)) {
+                if (!(rule.protocol === "tcp" && rule.fromPort === 22 && rule.toPort === 22)) {
+                    report(`public ingress (${rule.cidrs.join(", ")}) on ${rule.protocol} ${rule.fromPort}-${rule.toPort}; only SSH (tcp 22) may be public`);
+                }
+            }
+        }),
+    resourcePolicy("security-group-no-public-ray-ports",
+        "No public rule whose port range contains a Ray port (6379, 8265, 10001, 10002-19999).",
+        (args, report) => {
+            for (const rule of ingressOf(args).filter(isPublic)) {
+                const hit = RAY_PORT_RANGES.find(([from, to]) => rule.fromPort <= to && from <= rule.toPort);
+                if (hit) {
+                    report(`public ingress ${rule.fromPort}-${rule.toPort} reaches Ray port(s) ${hit[0]}-${hit[1]}, which run code for anyone who connects`);
+                }
+            }
+        }),
+    resourcePolicy("instance-imdsv2-required", "Instances require IMDSv2 session tokens.", (args, report) => {
+        if (args.type === INSTANCE && args.props.metadataOptions?.httpTokens !== "required") {
+            report("metadataOptions.httpTokens must be \"required\" (IMDSv2)");
+        }
+    }),
+    resourcePolicy("instance-root-volume-encrypted", "Instance root volumes are encrypted.", (args, report) => {
+        if (args.type === INSTANCE && args.props.rootBlockDevice?.encrypted !== true) {
+            report("rootBlockDevice.encrypted must be true");
+        }
+    }),
+    resourcePolicy("instance-no-secrets-in-user-data",
+        "User data carries no secret material: anything on the instance can read it.", (args, report) => {
+            const userData = args.props.userData;
+            if (args.type === INSTANCE && typeof userData === "string" &&
+                /PRIVATE KEY|auth_token|RAY_AUTH_TOKEN|AKIA[0-9A-Z]{16}|aws_secret_access_key|password\s*[:=]/i.test(userData)) {
+                report("userData contains secret material (a private key, token, password or access key)");
+            }
+        }),
+    stackPolicy("bucket-versioning-enabled", "Every bucket has versioning enabled.", (resources, report) => {
+        for (const bucket of resources.filter((r) => r.type === BUCKET)) {
+            const on = companions(bucket, resources, "aws:s3/bucketVersioning:BucketVersioning")
+                .some((v) => v.props.versioningConfiguration?.status === "Enabled");
+            if (!on) {
+                report(`bucket ${bucket.name} has no BucketVersioning with status Enabled`);
+            }
+        }
+    }),
+    stackPolicy("bucket-server-side-encryption", "Every bucket encrypts objects at rest by default.", (resources, report) => {
+        for (const bucket of resources.filter((r) => r.type === BUCKET)) {
+            const on = companions(bucket, resources, "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+                .some((c) => (c.props.rules ?? []).some((rule: any) =>
+                    ["AES256", "aws:kms", "aws:kms:dsse"].includes(rule.applyServerSideEncryptionByDefault?.sseAlgorithm)));
+            if (!on) {
+                report(`bucket ${bucket.name} has no default server-side encryption`);
+            }
+        }
+    }),
+    stackPolicy("bucket-public-access-blocked", "Every bucket blocks all four kinds of public access.", (resources, report) => {
+        const flags = ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"];
+        for (const bucket of resources.filter((r) => r.type === BUCKET)) {
+            const on = companions(bucket, resources, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+                .some((b) => flags.every((flag) => b.props[flag] === true));
+            if (!on) {
+                report(`bucket ${bucket.name} does not set all of ${flags.join(", ")} to true`);
+            }
+        }
+    }),
+    stackPolicy("bucket-owner-enforced", "Every bucket disables ACLs with BucketOwnerEnforced ownership.", (resources, report) => {
+        for (const bucket of resources.filter((r) => r.type === BUCKET)) {
+            const on = companions(bucket, resources, "aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+                .some((o) => o.props.rule?.objectOwnership === "BucketOwnerEnforced");
+            if (!on) {
+                report(`bucket ${bucket.name} has no BucketOwnerEnforced ownership controls`);
+            }
+        }
+    }),
+    stackPolicy("bucket-tls-only", "Every bucket policy denies requests that do not use TLS.", (resources, report) => {
+        for (const bucket of resources.filter((r) => r.type === BUCKET)) {
+            const denies = companions(bucket, resources, "aws:s3/bucketPolicy:BucketPolicy").some((p) => {
+                const doc = parsePolicy(p.props.policy);
+                return doc === undefined && typeof p.props.policy !== "string" ||
+                    asList(doc?.Statement).some((s: any) => s.Effect === "Deny" &&
+                        String(s.Condition?.Bool?.["aws:SecureTransport"]) === "false");
+            });
+            if (!denies) {
+                report(`bucket ${bucket.name} has no policy denying aws:SecureTransport = false`);
+            }
+        }
+    }),
+    resourcePolicy("iam-no-wildcard-action", "No IAM policy allows the \"*\" action.", (args, report) => {
+        if (!IAM_POLICY_TYPES.has(args.type)) {
+            return;
+        }
+        for (const statement of asList(parsePolicy(args.props.policy)?.Statement) as any[]) {
+            if (statement.Effect === "Allow" && asList(statement.Action).some((a: string) => a === "*" || a === "s3:*")) {
+                report(`statement ${statement.Sid ?? ""} allows ${JSON.stringify(statement.Action)}`);
+            }
+        }
+    }),
+    stackPolicy("iam-s3-only-on-stack-buckets",
+        "S3 actions apply only to this stack's buckets, never to \"*\".", (resources, report) => {
+            const buckets = new Set(resources.filter((r) => r.type === BUCKET).map((b) => b.props.bucket).filter(Boolean));
+            for (const resource of resources.filter((r) => IAM_POLICY_TYPES.has(r.type))) {
+                for (const statement of asList(parsePolicy(resource.props.policy)?.Statement) as any[]) {
+                    if (statement.Effect !== "Allow" || !asList(statement.Action).some((a: string) => a.startsWith("s3:") || a === "*")) {
+                        continue;
+                    }
+                    for (const arn of asList(statement.Resource) as string[]) {
+                        const bucket = /^arn:aws:s3:::([^/*]+)(\/\*)?$/.exec(arn)?.[1];
+                        if (!bucket || !buckets.has(bucket)) {
+                            report(`${resource.name} allows S3 actions on ${arn}, which is not one of this stack's buckets`);
+                        }
+                    }
+                }
+            }
+        }),
+    resourcePolicy("tags-stack-and-project", "Every taggable resource carries the stack and project tags.", (args, report) => {
+        if (!args.type.startsWith("aws:") || UNTAGGABLE_TYPES.has(args.type)) {
+            return;
+        }
+        for (const tag of [STACK_TAG, PROJECT_TAG]) {
+            if (!args.props.tags?.[tag]) {
+                report(`missing tag ${tag}`);
+            }
+        }
+    }),
+];

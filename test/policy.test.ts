@@ -1,0 +1,120 @@
+import * as assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { policies } from "../policy/policies";
+import { checkPolicies } from "./harness/policy";
+import { byType, RegisteredResource, render } from "./harness/render";
+
+describe("the policy pack passes on the program", () => {
+    for (const workerCount of [2, 0, 5]) {
+        test(`workerCount ${workerCount}`, async () => {
+            const r = await render({ workerCount });
+            assert.equal(r.error, undefined);
+            assert.deepEqual(await checkPolicies(r.resources), []);
+        });
+    }
+});
+
+/** Renders the default config, lets `breakIt` change a copy of the resources, and returns the violations. */
+async function violationsAfter(breakIt: (resources: RegisteredResource[]) => RegisteredResource[]) {
+    const r = await render();
+    const copy = structuredClone(r.resources);
+    return checkPolicies(breakIt(copy));
+}
+
+function first(resources: RegisteredResource[], type: string, where: (r: RegisteredResource) => boolean = () => true) {
+    const found = resources.find((r) => r.type === type && where(r));
+    assert.ok(found, `a ${type} to break`);
+    return found;
+}
+
+const INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule";
+
+/** For each policy: how to break the resource it guards. A policy that cannot fail would fail this table. */
+const BREAKS: Record<string, (resources: RegisteredResource[]) => RegisteredResource[]> = {
+    "security-group-public-ingress-ssh-only": (rs) => {
+        const http = structuredClone(first(rs, INGRESS, (r) => r.inputs.fromPort === 22));
+        Object.assign(http, { name: "http-from-world", urn: "urn:http" });
+        Object.assign(http.inputs, { fromPort: 80, toPort: 80 });
+        return [...rs, http];
+    },
+    "security-group-no-public-ray-ports": (rs) => {
+        Object.assign(first(rs, INGRESS, (r) => r.inputs.fromPort === 22).inputs, { fromPort: 1024, toPort: 65535 });
+        return rs;
+    },
+    "instance-imdsv2-required": (rs) => {
+        first(rs, "aws:ec2/instance:Instance").inputs.metadataOptions.httpTokens = "optional";
+        return rs;
+    },
+    "instance-root-volume-encrypted": (rs) => {
+        first(rs, "aws:ec2/instance:Instance").inputs.rootBlockDevice.encrypted = false;
+        return rs;
+    },
+    "instance-no-secrets-in-user-data": (rs) => {
+        const instance = first(rs, "aws:ec2/instance:Instance");
+        instance.inputs.userData += "write_files:\n  - path: /home/ubuntu/.ray/auth_token\n    content: abc\n";
+        return rs;
+    },
+    "bucket-versioning-enabled": (rs) => {
+        first(rs, "aws:s3/bucketVersioning:BucketVersioning").inputs.versioningConfiguration.status = "Suspended";
+        return rs;
+    },
+    "bucket-server-side-encryption": (rs) => rs.filter((r, i) =>
+        !(r.type === "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration" &&
+            i === rs.findIndex((x) => x.type === r.type))),
+    "bucket-public-access-blocked": (rs) => {
+        first(rs, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs.restrictPublicBuckets = false;
+        return rs;
+    },
+    "bucket-owner-enforced": (rs) => {
+        first(rs, "aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs.rule.objectOwnership = "ObjectWriter";
+        return rs;
+    },
+    "bucket-tls-only": (rs) => {
+        const policy = first(rs, "aws:s3/bucketPolicy:BucketPolicy");
+        const doc = JSON.parse(policy.inputs.policy);
+        doc.Statement[0].Condition = {};
+        policy.inputs.policy = JSON.stringify(doc);
+        return rs;
+    },
+    "iam-no-wildcard-action": (rs) => {
+        const policy = first(rs, "aws:iam/rolePolicy:RolePolicy");
+        const doc = JSON.parse(policy.inputs.policy);
+        doc.Statement[1].Action = "*";
+        policy.inputs.policy = JSON.stringify(doc);
+        return rs;
+    },
+    "iam-s3-only-on-stack-buckets": (rs) => {
+        const policy = first(rs, "aws:iam/rolePolicy:RolePolicy");
+        const doc = JSON.parse(policy.inputs.policy);
+        doc.Statement[1].Resource = ["*"];
+        policy.inputs.policy = JSON.stringify(doc);
+        return rs;
+    },
+    "tags-stack-and-project": (rs) => {
+        delete first(rs, "aws:ec2/subnet:Subnet").inputs.tags["ray-cluster:stack"];
+        return rs;
+    },
+};
+
+describe("each policy reports a violation when its resource is broken", () => {
+    test("every policy has a break case", () => {
+        assert.deepEqual(Object.keys(BREAKS).sort(), policies.map((p) => p.name).sort());
+    });
+
+    for (const [name, breakIt] of Object.entries(BREAKS)) {
+        test(name, async () => {
+            const violations = await violationsAfter(breakIt);
+            assert.ok(violations.some((v) => v.policy === name), `${name} did not fire: ${JSON.stringify(violations)}`);
+        });
+    }
+
+    test("a hand-made security group with an inline public Redis rule is caught by both security-group policies", async () => {
+        const r = await render();
+        const inline = structuredClone(byType(r, "aws:ec2/securityGroup:SecurityGroup")[0]);
+        Object.assign(inline, { name: "lab-sg", urn: "urn:lab-sg" });
+        inline.inputs.ingress = [{ protocol: "tcp", fromPort: 6379, toPort: 6379, cidrBlocks: ["0.0.0.0/0"] }];
+        const fired = new Set((await checkPolicies([...r.resources, inline])).map((v) => v.policy));
+        assert.ok(fired.has("security-group-public-ingress-ssh-only"));
+        assert.ok(fired.has("security-group-no-public-ray-ports"));
+    });
+});
