@@ -1,0 +1,97 @@
+import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { describe, test } from "node:test";
+import { diffGraphs } from "../tools/graph";
+import { render, StackConfig } from "./harness/render";
+
+async function diff(before: StackConfig, after: StackConfig) {
+    const [a, b] = [await render(before), await render(after)];
+    assert.equal(a.error ?? b.error, undefined);
+    return diffGraphs(a.resources, b.resources);
+}
+
+const workerResources = (n: number) => [`ray-cluster-worker-${n}`, `ray-cluster-worker-${n}-install`,
+    `ray-cluster-worker-${n}-prepare`, `ray-cluster-worker-${n}-start`];
+
+describe("safe change: the graph a config change produces", () => {
+    test("two renders of the same config are identical, so an unchanged `pulumi up` does nothing", async () => {
+        assert.deepEqual(await diff({ workerCount: 3 }, { workerCount: 3 }), { added: [], removed: [], changed: [] });
+    });
+
+    test("workerCount 2 → 4 adds only worker-3, worker-4 and their commands", async () => {
+        const d = await diff({ workerCount: 2 }, { workerCount: 4 });
+        assert.deepEqual(d.added.sort(), [...workerResources(3), ...workerResources(4)].sort());
+        assert.deepEqual(d.removed, []);
+        // Only the cluster check changes: it re-runs on the head to count the new nodes, and only reads.
+        assert.deepEqual(d.changed.map((c) => c.name), ["ray-cluster-verify"]);
+    });
+
+    test("workerCount 4 → 2 removes only worker-3, worker-4 and their commands", async () => {
+        const d = await diff({ workerCount: 4 }, { workerCount: 2 });
+        assert.deepEqual(d.removed.sort(), [...workerResources(3), ...workerResources(4)].sort());
+        assert.deepEqual(d.added, []);
+        assert.deepEqual(d.changed.map((c) => c.name), ["ray-cluster-verify"]);
+    });
+
+    test("a rayVersion change touches only the install and start commands, and replaces no instance", async () => {
+        const d = await diff({}, { rayVersion: "2.59.0" });
+        assert.deepEqual([d.added, d.removed], [[], []]);
+        assert.deepEqual(d.changed.map((c) => c.name).sort(), ["ray-cluster-headnode-install", "ray-cluster-headnode-start",
+            "ray-cluster-worker-1-install", "ray-cluster-worker-1-start", "ray-cluster-worker-2-install", "ray-cluster-worker-2-start"]);
+        assert.ok(d.changed.every((c) => c.type === "command:remote:Command" && c.inputs.join() === "create"));
+    });
+
+    test("an sshAllowedCidrs change touches only security-group rules", async () => {
+        const d = await diff({ sshAllowedCidrs: ["203.0.113.0/24"] }, { sshAllowedCidrs: ["203.0.113.0/24", "198.51.100.0/24"] });
+        assert.deepEqual(d.added, ["ray-cluster-ssh-198-51-100-0-24"]);
+        assert.deepEqual([d.removed, d.changed], [[], []]);
+        const replaced = await diff({ sshAllowedCidrs: ["203.0.113.0/24"] }, { sshAllowedCidrs: ["192.0.2.0/24"] });
+        assert.deepEqual([replaced.added, replaced.removed, replaced.changed],
+            [["ray-cluster-ssh-192-0-2-0-24"], ["ray-cluster-ssh-203-0-113-0-24"], []]);
+    });
+});
+
+describe("npm run plan", () => {
+    const run = (...args: string[]) => spawnSync(process.execPath,
+        ["--require", "ts-node/register", path.join(__dirname, "..", "tools", "plan.ts"), ...args],
+        { encoding: "utf8", env: { ...process.env, TS_NODE_TRANSPILE_ONLY: "true" } });
+
+    test("--diff of two stack files shows what the change adds, removes and changes", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-plan-"));
+        try {
+            fs.writeFileSync(path.join(dir, "Pulumi.a.yaml"), "config:\n  aws:region: us-east-1\n  ray-cluster:workerCount: 4\n");
+            fs.writeFileSync(path.join(dir, "Pulumi.b.yaml"), "config:\n  aws:region: us-east-1\n  ray-cluster:workerCount: 3\n");
+            const result = run("--diff", path.join(dir, "Pulumi.a.yaml"), path.join(dir, "Pulumi.b.yaml"));
+            assert.equal(result.status, 0, result.stderr);
+            assert.match(result.stdout, /^\+ 0 to add, - 4 to remove, ~ 1 to change$/m);
+            assert.match(result.stdout, /^ {2}- ray-cluster-worker-4-start$/m);
+            assert.match(result.stdout, /^ {2}~ ray-cluster-verify: create, triggers, \(dependencies\)$/m);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    test("a single stack file prints every resource and the bootstrap commands in order", () => {
+        const result = run(path.join(__dirname, "..", "Pulumi.dev.yaml"));
+        assert.equal(result.status, 0, result.stderr);
+        assert.match(result.stdout, /aws:ec2\/instance:Instance ray-cluster-headnode \(headnode\) {2}instanceType="t3.medium"/);
+        assert.match(result.stdout, /^ {2}1\. ray-cluster-headnode-prepare @ 198\.51\.100\.10: prepare-node\.sh --hostname headnode/m);
+        assert.match(result.stdout, /^ {2}3\. ray-cluster-headnode-start @ .*start-head\.sh --version 2\.60\.0/m);
+        assert.match(result.stdout, /^ {2}5\. ray-cluster-verify @ /m);
+    });
+
+    test("a bad config in a stack file fails with the config error", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-plan-"));
+        try {
+            fs.writeFileSync(path.join(dir, "Pulumi.x.yaml"), "config:\n  ray-cluster:workerCount: -1\n");
+            const result = run(path.join(dir, "Pulumi.x.yaml"));
+            assert.notEqual(result.status, 0);
+            assert.match(result.stderr, /invalid config 'ray-cluster:workerCount': got "-1"/);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});

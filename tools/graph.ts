@@ -1,0 +1,107 @@
+/** Compares and describes resource graphs rendered under mocks: what a config change would do, without AWS. */
+import { RegisteredResource } from "../test/harness/render";
+
+export interface ChangedResource {
+    name: string;
+    type: string;
+    /** Top-level inputs whose values differ. */
+    inputs: string[];
+    /** Whether the set of dependencies differs. */
+    dependencies: boolean;
+}
+
+export interface GraphDiff {
+    added: string[];
+    removed: string[];
+    changed: ChangedResource[];
+}
+
+const stable = (value: unknown) => JSON.stringify(value);
+
+/** What turning graph `before` into graph `after` adds, removes and changes, by resource URN. */
+export function diffGraphs(before: RegisteredResource[], after: RegisteredResource[]): GraphDiff {
+    const a = new Map(before.map((r) => [r.urn, r]));
+    const b = new Map(after.map((r) => [r.urn, r]));
+    const changed: ChangedResource[] = [];
+    for (const [urn, old] of a) {
+        const next = b.get(urn);
+        if (!next) {
+            continue;
+        }
+        const keys = [...new Set([...Object.keys(old.inputs), ...Object.keys(next.inputs)])].sort();
+        const inputs = keys.filter((key) => stable(old.inputs[key]) !== stable(next.inputs[key]));
+        const dependencies = stable(old.dependencies) !== stable(next.dependencies);
+        if (inputs.length > 0 || dependencies) {
+            changed.push({ name: old.name, type: old.type, inputs, dependencies });
+        }
+    }
+    return {
+        added: after.filter((r) => !a.has(r.urn)).map((r) => r.name),
+        removed: before.filter((r) => !b.has(r.urn)).map((r) => r.name),
+        changed,
+    };
+}
+
+/** The properties worth showing for each resource type in a plain plan. */
+const KEY_PROPERTIES: Record<string, string[]> = {
+    "aws:ec2/vpc:Vpc": ["cidrBlock"],
+    "aws:ec2/subnet:Subnet": ["cidrBlock", "availabilityZone"],
+    "aws:ec2/route:Route": ["destinationCidrBlock"],
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ["ipProtocol", "fromPort", "toPort", "cidrIpv4"],
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ["ipProtocol", "cidrIpv4"],
+    "aws:ec2/instance:Instance": ["instanceType", "ami"],
+    "aws:s3/bucket:Bucket": ["forceDestroy"],
+    "tls:index/privateKey:PrivateKey": ["algorithm"],
+};
+
+/** The script and arguments of a bootstrap command, without the script's body. */
+export function commandSummary(create: string): string {
+    const match = /' ([a-z-]+\.sh)((?: [^ ]+)*)$/.exec(create);
+    return match ? `${match[1]}${match[2]}` : create.slice(0, 80);
+}
+
+/** Commands in an order the engine could run them: each after everything it depends on. */
+export function commandOrder(resources: RegisteredResource[]): RegisteredResource[][] {
+    const commands = resources.filter((r) => r.type === "command:remote:Command");
+    const urns = new Set(commands.map((c) => c.urn));
+    const done = new Set<string>();
+    const waves: RegisteredResource[][] = [];
+    while (done.size < commands.length) {
+        const wave = commands.filter((c) => !done.has(c.urn) &&
+            c.dependencies.every((d) => !urns.has(d) || done.has(d)));
+        if (wave.length === 0) {
+            throw new Error("the command graph has a cycle");
+        }
+        wave.forEach((c) => done.add(c.urn));
+        waves.push(wave);
+    }
+    return waves;
+}
+
+/** A plain-text plan: every resource with its key properties, then the bootstrap commands in waves. */
+export function planText(resources: RegisteredResource[], reveal: (value: any) => any): string {
+    const lines = [`${resources.length} resources`];
+    for (const r of resources) {
+        const props = (KEY_PROPERTIES[r.type] ?? []).filter((k) => r.inputs[k] !== undefined)
+            .map((k) => `${k}=${stable(r.inputs[k])}`);
+        const name = r.inputs.tags?.Name && r.type === "aws:ec2/instance:Instance" ? ` (${r.inputs.tags.Name})` : "";
+        lines.push(`  ${r.type} ${r.name}${name}${props.length ? `  ${props.join(" ")}` : ""}`);
+    }
+    lines.push("", "bootstrap commands (each wave runs in parallel, after the one before):");
+    commandOrder(resources).forEach((wave, i) => {
+        for (const c of wave) {
+            const inputs = reveal(c.inputs);
+            lines.push(`  ${i + 1}. ${c.name} @ ${inputs.connection.host}: ${commandSummary(inputs.create)}`);
+        }
+    });
+    return lines.join("\n");
+}
+
+/** A plain-text diff. */
+export function diffText(diff: GraphDiff): string {
+    const lines = [`+ ${diff.added.length} to add, - ${diff.removed.length} to remove, ~ ${diff.changed.length} to change`];
+    diff.added.forEach((name) => lines.push(`  + ${name}`));
+    diff.removed.forEach((name) => lines.push(`  - ${name}`));
+    diff.changed.forEach((c) => lines.push(`  ~ ${c.name}: ${[...c.inputs, ...(c.dependencies ? ["(dependencies)"] : [])].join(", ")}`));
+    return lines.join("\n");
+}
