@@ -64,13 +64,29 @@ state_matches() {
     [ -f "$file" ] && [ "$(cat "$file")" = "$desired" ]
 }
 
+# Whether this user runs a process named by PATTERN here. Matched by process name: a pattern on full command
+# lines would also match the text of the script asking.
+ray_running() {
+    pgrep -u "$(id -u)" -x "$1" >/dev/null 2>&1
+}
+
+# Whether HOST accepts TCP connections on PORT; bash's /dev/tcp costs far less than starting Python to ask.
+port_open() {
+    # shellcheck disable=SC2016 # expanded by the inner bash, from its own arguments
+    timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' port_open "$1" "$2" 2>/dev/null
+}
+
 # Starts Ray afresh from RAY (the venv's ray command) with the given `ray start` arguments and records DESIRED in
 # STATE_FILE once it runs; whatever ran before is stale. The daemons get no handle on the SSH session's output,
 # or the session would never end. Usage: restart_ray RAY STATE_FILE DESIRED LOG_NAME ray-start-args...
 restart_ray() {
     local ray=$1 state_file=$2 desired=$3 start_log="${RAY_STATE_DIR}/$4.log"
     shift 4
-    "$ray" stop --force >/dev/null 2>&1 || true
+    # `ray stop` alone costs seconds of Python start-up; skip it when nothing runs from this venv (daemons, the
+    # dashboard and workers all do; this script's own command line starts with bash, so it never matches).
+    if pgrep -u "$(id -u)" -f "^${ray%/bin/ray}/" >/dev/null 2>&1; then
+        "$ray" stop --force >/dev/null 2>&1 || true
+    fi
     rm -f "$state_file"
     mkdir -p "$RAY_STATE_DIR"
     if ! "$ray" start "$@" --disable-usage-stats </dev/null >"$start_log" 2>&1; then

@@ -30,17 +30,14 @@ ray="${venv}/bin/ray"
 state_file="${RAY_STATE_DIR}/worker"
 desired="version=${version} node_ip=${node_ip} address=${address}"
 
-raylet_running() {
-    pgrep -u "$(id -u)" -x raylet >/dev/null 2>&1
-}
-
-if state_matches "$state_file" "$desired" && raylet_running; then
+if state_matches "$state_file" "$desired" && ray_running raylet; then
     log "Ray worker ${version} already joined to ${address}"
     exit 0
 fi
 
 deadline=$(( $(date +%s) + timeout_s ))
-until "$ray" health-check --address "$address" >/dev/null 2>&1; do
+# ray start itself would wait minutes on a dead head; the bound and the message are ours.
+until port_open "${address%:*}" "${address##*:}"; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
         die "the Ray head's GCS at ${address} did not answer within ${timeout_s}s; is the head running and port ${address##*:} open between nodes?"
     fi

@@ -18,8 +18,8 @@ if [ -x "${venv}/bin/ray" ]; then
     ray_env "$venv"
     "${venv}/bin/ray" stop --force </dev/null >/dev/null 2>&1 || true
 fi
-# Matched by process name: a pattern on full command lines would also match this script's own text.
-if pgrep -u "$(id -u)" -x 'raylet|gcs_server' >/dev/null 2>&1; then
-    die "Ray processes still running after ray stop: $(pgrep -u "$(id -u)" -x -l 'raylet|gcs_server' | tr '\n' ' ')"
+ray_daemons='raylet|gcs_server'
+if ray_running "$ray_daemons"; then
+    die "Ray processes still running after ray stop: $(pgrep -u "$(id -u)" -x -l "$ray_daemons" | tr '\n' ' ')"
 fi
 log "Ray stopped"
