@@ -63,6 +63,11 @@ export class RayCluster extends pulumi.ComponentResource {
         const headAddress = pulumi.interpolate`${headIp}:${GCS_PORT}`;
         const timeout = String(args.timeoutSeconds);
         const stopRay = scriptCommand("stop-ray.sh", []);
+        // The same install on every node: built once, not once per worker.
+        const installRay = scriptCommand("install-ray.sh", [
+            "--version", args.rayVersion, "--installer", args.pythonInstaller,
+            ...(args.packageIndexUrl !== "" ? ["--index-url", args.packageIndexUrl] : []),
+        ]);
         const commandTimeouts = { create: `${args.timeoutSeconds * 3}s`, update: `${args.timeoutSeconds * 3}s`,
             delete: `${args.timeoutSeconds}s` };
 
@@ -102,11 +107,7 @@ export class RayCluster extends pulumi.ComponentResource {
                 pulumi.all([node.instance.privateIp, headIp]).apply(([ip, head]) => scriptCommand("prepare-node.sh", [
                     "--hostname", node.name, "--ip", ip, ...(isHead ? [] : ["--head", head]), "--timeout", timeout,
                 ])), {}, []);
-            const installArgs = ["--version", args.rayVersion, "--installer", args.pythonInstaller];
-            if (args.packageIndexUrl !== "") {
-                installArgs.push("--index-url", args.packageIndexUrl);
-            }
-            const install = run(`${prefix}-install`, node, scriptCommand("install-ray.sh", installArgs), {}, [prepare]);
+            const install = run(`${prefix}-install`, node, installRay, {}, [prepare]);
             return { prefix, prepare, install };
         };
 
