@@ -31,23 +31,12 @@ export interface RayClusterArgs {
 /** Seconds SSH waits for one connection attempt; attempts repeat until the bootstrap's bound is spent. */
 export const PER_DIAL_TIMEOUT_SECONDS = 15;
 
-/** Everything the bootstrap ran on one node. */
-export interface NodeBootstrap {
-    /** Waits for SSH and cloud-init, then sets the hostname. */
-    prepare: command.remote.Command;
-    /** Installs Ray into the node's virtual environment. */
-    install: command.remote.Command;
-    /** Starts Ray; its delete stops it. */
-    start: command.remote.Command;
-}
-
 /**
  * Installs Ray on every node over SSH and starts a token-authenticated cluster: installs run in parallel, then
  * the head starts, then the workers join, then the head checks that every node is alive.
  */
 export class RayCluster extends pulumi.ComponentResource {
     public readonly authToken: pulumi.Output<string>;
-    public readonly nodes: Record<string, NodeBootstrap>;
     public readonly verify: command.remote.Command;
     /** The verified cluster state printed by the head. */
     public readonly status: pulumi.Output<unknown>;
@@ -108,7 +97,7 @@ export class RayCluster extends pulumi.ComponentResource {
                     "--hostname", node.name, "--ip", ip, ...(isHead ? [] : ["--head", head]), "--timeout", timeout,
                 ])), {}, []);
             const install = run(`${prefix}-install`, node, installRay, {}, [prepare]);
-            return { prefix, prepare, install };
+            return { prefix, install };
         };
 
         // Every install starts at once; only the starts below are ordered.
@@ -131,12 +120,6 @@ export class RayCluster extends pulumi.ComponentResource {
             // A new head instance is a new cluster: every worker must leave the old one and join it.
             { stdin: this.authToken, delete: stopRay, triggers: [args.head.instance.id] },
             [workerSteps[i].install, headStart], true));
-
-        this.nodes = Object.fromEntries([
-            [args.head.name, { prepare: headSteps.prepare, install: headSteps.install, start: headStart }],
-            ...args.workers.map((worker, i) => [worker.name,
-                { prepare: workerSteps[i].prepare, install: workerSteps[i].install, start: workerStarts[i] }]),
-        ]);
 
         const expected = pulumi.all([args.head, ...args.workers].map((node) =>
             node.instance.privateIp.apply((ip) => `${node.name}=${ip}`)));
