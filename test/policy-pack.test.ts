@@ -8,7 +8,8 @@ import { ChildProcess, spawn } from "node:child_process";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { policies } from "../policy/policies";
-import { byType, RegisteredResource, render, reveal } from "./harness/render";
+import { policyProps } from "./harness/policy";
+import { byType, RegisteredResource, render } from "./harness/render";
 
 const root = path.join(__dirname, "..");
 // gRPC and protobuf as @pulumi/pulumi loads them, so messages and stubs come from the same module instances.
@@ -28,7 +29,7 @@ function call<T>(method: string, request: unknown): Promise<T> {
 
 function toAnalyzerResource(r: RegisteredResource) {
     // Struct takes plain JSON: secrets revealed (the engine does so for policies), undefined dropped.
-    const props = JSON.parse(JSON.stringify(reveal({ ...r.outputs, ...r.inputs })));
+    const props = JSON.parse(JSON.stringify(policyProps(r)));
     return new analyzer.AnalyzerResource()
         .setType(r.type).setName(r.name).setUrn(r.urn).setParent(r.parent)
         .setProperties(Struct.fromJavaScript(props))

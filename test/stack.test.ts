@@ -1,5 +1,6 @@
 import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { UNTAGGABLE_TYPES } from "../policy/policies";
 import { byType, isSecret, Rendered, RegisteredResource, render, StackConfig } from "./harness/render";
 
 const RAY_PORTS = [6379, 8265, 10001, 10002, 19999];
@@ -10,12 +11,6 @@ async function defaults(): Promise<Rendered> {
     return cached;
 }
 
-const TAGGABLE = new Set([
-    "aws:ec2/vpc:Vpc", "aws:ec2/internetGateway:InternetGateway", "aws:ec2/subnet:Subnet", "aws:ec2/routeTable:RouteTable",
-    "aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
-    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "aws:ec2/keyPair:KeyPair", "aws:ec2/instance:Instance",
-    "aws:s3/bucket:Bucket", "aws:iam/role:Role", "aws:iam/instanceProfile:InstanceProfile",
-]);
 
 describe("network", () => {
     test("VPC with DNS, a public subnet in the first zone, a default route to the gateway", async () => {
@@ -209,7 +204,8 @@ describe("IAM", () => {
 describe("tags and outputs", () => {
     test("every taggable resource carries the stack and project tags", async () => {
         const r = await defaults();
-        const taggable = r.resources.filter((x) => TAGGABLE.has(x.type));
+        // The same notion of "taggable" as the policy pack's tag policy.
+        const taggable = r.resources.filter((x) => x.type.startsWith("aws:") && !UNTAGGABLE_TYPES.has(x.type));
         assert.ok(taggable.length >= 15, `${taggable.length} taggable resources`);
         for (const resource of taggable) {
             assert.equal(resource.inputs.tags?.["ray-cluster:stack"], "dev", resource.name);

@@ -10,14 +10,19 @@ export interface Violation {
 }
 
 /**
- * Policy resources with their dependencies linked, props as the engine sees them: the inputs after the provider's
- * check, which adds autonamed names such as a bucket's (the mock's state stands in for it), secrets revealed.
+ * A resource's props as the engine hands them to policies: the inputs after the provider's check, which adds
+ * autonamed names such as a bucket's (the mock's state stands in for it), with secrets revealed.
  */
+export function policyProps(r: RegisteredResource): Record<string, any> {
+    return reveal({ ...r.outputs, ...r.inputs });
+}
+
+/** Policy resources with their dependencies linked. */
 export function toPolicyResources(resources: RegisteredResource[]): PolicyResource[] {
     const byUrn = new Map<string, PolicyResource>();
     for (const r of resources) {
         byUrn.set(r.urn, {
-            type: r.type, name: r.name, urn: r.urn, props: reveal({ ...r.outputs, ...r.inputs }), dependencies: [], propertyDependencies: {},
+            type: r.type, name: r.name, urn: r.urn, props: policyProps(r), dependencies: [], propertyDependencies: {},
             opts: { protect: r.options.protect, ignoreChanges: r.options.ignoreChanges, aliases: [], additionalSecretOutputs: r.options.additionalSecretOutputs, customTimeouts: { createSeconds: 0, updateSeconds: 0, deleteSeconds: 0 } },
             isType: () => false,
             asType: () => undefined,
