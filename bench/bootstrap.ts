@@ -3,7 +3,7 @@
  * end-to-end test). Prints: the wall time to bring up a 3-node cluster from bare hosts, one node alone, their
  * ratio, and one install with plain pip against uv. Figures only; nothing here passes or fails on time.
  */
-import { byName, render, reveal } from "../test/harness/render";
+import { byName, render, reveal } from "../tools/render";
 import { TestHosts } from "../test/harness/hosts";
 import { cleanupKeys, CommandInputs, runOverSsh } from "../test/harness/ssh";
 import { scriptCommand } from "../src/scripts";

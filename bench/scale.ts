@@ -2,7 +2,7 @@
  * Render benchmark: the program under mocks for 10, 50 and 100 workers, printing time and resource count.
  * Goal: time linear in N, 100 workers in under 10 s. Figures only; nothing here fails on time.
  */
-import { render } from "../test/harness/render";
+import { render } from "../tools/render";
 
 (async () => {
     // A first render loads the SDK and providers; it is not part of any figure.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Waits until every expected node is alive in the Ray cluster, then prints the cluster's state as JSON.
-# On timeout it fails and names the nodes that never joined. Usage:
+# Waits until every expected node is alive in the Ray cluster and listed by `ray status`, then prints the cluster's
+# state as JSON. On timeout it fails and names the nodes missing from either view. Usage:
 #   verify-cluster.sh --address HEAD_IP:PORT --expect NAME=IP [--expect NAME=IP ...] [--timeout SECONDS] [--venv DIR]
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,26 +25,57 @@ if ! { [ -x "${venv}/bin/python" ]; }; then
 fi
 
 ray_env "$venv"
-"${venv}/bin/python" - "$address" "$timeout_s" "${expected[@]}" <<'PY'
+# Two views must agree before the cluster counts as up: the GCS node table, and `ray status` (the same view the
+# dashboard shows), which the head's monitor refreshes seconds later. A user's first `ray status` must show
+# every node, so the check runs that very command rather than trusting the table alone.
+"${venv}/bin/python" - "$address" "$timeout_s" "${venv}/bin/ray" "${expected[@]}" <<'PY'
 import json
+import re
+import subprocess
 import sys
 import time
 
 import ray
 
-address, timeout_s, expected = sys.argv[1], float(sys.argv[2]), dict(e.split("=", 1) for e in sys.argv[3:])
+address, timeout_s, ray_cli = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+expected = dict(e.split("=", 1) for e in sys.argv[4:])
+
+
+def status_node_ids():
+    """Node ids that `ray status` lists as active or idle, i.e. before its Pending section."""
+    try:
+        out = subprocess.run([ray_cli, "status", "--address", address], capture_output=True, text=True,
+                             timeout=60, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return set()
+    return set(re.findall(r"\bnode_([0-9a-f]+)", out.split("Pending:")[0]))
+
+
 ray.init(address=address, logging_level="ERROR", log_to_driver=False)
 deadline = time.monotonic() + timeout_s
 while True:
-    alive = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
-    missing = sorted(name for name, ip in expected.items() if ip not in alive)
-    if not missing or time.monotonic() >= deadline:
+    alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    not_joined = sorted(name for name, ip in expected.items() if ip not in alive)
+    not_in_status = []
+    if not not_joined:
+        listed = status_node_ids()
+        not_in_status = sorted(name for name, ip in expected.items() if alive[ip] not in listed)
+    if not (not_joined or not_in_status) or time.monotonic() >= deadline:
         break
     time.sleep(1)
 ray.shutdown()
-if missing:
-    sys.exit(f"verify-cluster: error: {len(missing)} of {len(expected)} nodes did not join within "
-             f"{timeout_s:.0f}s: {', '.join(f'{n} ({expected[n]})' for n in missing)}")
+
+
+def names(missing):
+    return ", ".join(f"{n} ({expected[n]})" for n in missing)
+
+
+if not_joined:
+    sys.exit(f"verify-cluster: error: {len(not_joined)} of {len(expected)} nodes did not join within "
+             f"{timeout_s:.0f}s: {names(not_joined)}")
+if not_in_status:
+    sys.exit(f"verify-cluster: error: {len(not_in_status)} of {len(expected)} nodes joined but did not show in "
+             f"`ray status` within {timeout_s:.0f}s: {names(not_in_status)}")
 print(json.dumps({
     "address": address,
     "expectedNodes": len(expected),

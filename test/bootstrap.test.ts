@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, test } from "node:test";
-import { byName, byType, Rendered, render, reveal } from "./harness/render";
+import { byName, byType, Rendered, render, reveal } from "../tools/render";
 
 const commands = (r: Rendered) => byType(r, "command:remote:Command");
 const urnOf = (r: Rendered, name: string) => byName(r, name).urn;

@@ -4,7 +4,7 @@ import * as path from "node:path";
 import { describe, test } from "node:test";
 import * as yaml from "js-yaml";
 import { CONFIG_DEFAULTS, CONFIG_KEYS } from "../src/config";
-import { render, StackConfig } from "./harness/render";
+import { render, StackConfig } from "../tools/render";
 
 const project = yaml.load(fs.readFileSync(path.join(__dirname, "..", "Pulumi.yaml"), "utf8")) as {
     config: Record<string, { type: string; default: unknown; description: string }>;

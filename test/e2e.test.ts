@@ -7,8 +7,9 @@ import * as fs from "node:fs";
 import * as http from "node:http";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { byName, byType, Rendered, render, reveal } from "./harness/render";
+import { byName, byType, Rendered, render, reveal } from "../tools/render";
 import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
+import { eventually } from "./harness/eventually";
 import { TestHosts } from "./harness/hosts";
 
 const TIMEOUT_SECONDS = 60;
@@ -22,6 +23,12 @@ function command(name: string): CommandInputs & Record<string, any> {
 
 function onHost(node: string, text: string, stdin?: string) {
     return runOverSsh({ connection: { host: hosts.address(node), user: "root", privateKey: hosts.privateKey } }, text, stdin, `${node}: ${text.slice(0, 40)}`);
+}
+
+/** Node ids that `ray status` on the head lists as active or idle: the view a user queries first. */
+async function activeNodes(): Promise<string[]> {
+    const { stdout } = await onHost("headnode", "RAY_AUTH_MODE=token ~/ray-venv/bin/ray status");
+    return [...stdout.split("Pending:")[0].matchAll(/\bnode_([0-9a-f]+)/g)].map((m) => m[1]);
 }
 
 function dashboardStatus(token?: string): Promise<number> {
@@ -89,9 +96,8 @@ describe("a Ray cluster on real hosts", { timeout: 900_000 }, () => {
     });
 
     test("ray status on the head shows 3 nodes", async () => {
-        const { stdout } = await onHost("headnode", "RAY_AUTH_MODE=token ~/ray-venv/bin/ray status");
-        const active = stdout.split("Pending:")[0].match(/^\s*1 node_[0-9a-f]+/gm) ?? [];
-        assert.equal(active.length, 3, stdout);
+        // A snapshot on purpose: verify returned only once `ray status` listed every node, and it never unlists one.
+        assert.equal((await activeNodes()).length, 3);
     });
 
     test("the smoke job ran tasks on all 3 hosts", async () => {
@@ -125,6 +131,31 @@ describe("a Ray cluster on real hosts", { timeout: 900_000 }, () => {
             (e: CommandFailed) => /AuthenticationError|InvalidAuthToken/.test(e.result.stderr + e.result.stdout));
     });
 
+    test("verify waits until a late worker shows in `ray status`, not just in the GCS node table", async () => {
+        const worker = command("ray-cluster-worker-2-start");
+        await runOverSsh(worker, worker.delete!, undefined, "worker-2 leaves");
+        await eventually({ what: "worker-2 gone from ray status", timeoutSeconds: 90 }, async (last) => {
+            const nodes = await activeNodes();
+            last(`${nodes.length} nodes listed`);
+            return nodes.length === 2 ? true : undefined;
+        });
+        const verify = command("ray-cluster-verify");
+        let verifyEnded = 0;
+        const verifying = runOverSsh(verify, verify.create!, undefined, "verify").then((result) => {
+            verifyEnded = Date.now();
+            return result;
+        });
+        await new Promise((resolve) => setTimeout(resolve, 5000));
+        assert.equal(verifyEnded, 0, "verify reported success while worker-2 was away");
+        await runOverSsh(worker, worker.create!, worker.stdin, "worker-2 rejoins");
+        const rejoined = Date.now();
+        const result = await verifying;
+        assert.ok(verifyEnded >= rejoined, "verify returned only after worker-2 started again");
+        assert.equal(JSON.parse(result.stdout.trim().split("\n").pop()!).aliveNodes, 3);
+        // One snapshot on purpose: what verify promises is that the user's very next `ray status` agrees.
+        assert.equal((await activeNodes()).length, 3, "ray status right after verify lists every node");
+    });
+
     test("the token never appears in any command's output", () => {
         const token = command("ray-cluster-headnode-start").stdin!;
         for (const entry of log) {
@@ -139,7 +170,11 @@ describe("a Ray cluster on real hosts", { timeout: 900_000 }, () => {
             assert.match((await runOverSsh(start, start.delete!, undefined, `${name} delete`)).stdout, /Ray stopped/);
         }
         for (const node of ["headnode", "worker-1", "worker-2"]) {
-            await assert.rejects(onHost(node, "pgrep -x 'raylet|gcs_server'"), CommandFailed, `Ray still runs on ${node}`);
+            await eventually({ what: `Ray processes gone on ${node}`, timeoutSeconds: 30 }, async (last) => {
+                const { stdout } = await onHost(node, "pgrep -l -x 'raylet|gcs_server' || true");
+                last(stdout.trim());
+                return stdout.trim() === "" ? true : undefined;
+            });
         }
     });
 

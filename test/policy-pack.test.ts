@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { policies } from "../policy/policies";
 import { policyProps } from "./harness/policy";
-import { byType, RegisteredResource, render } from "./harness/render";
+import { byType, RegisteredResource, render } from "../tools/render";
 
 const root = path.join(__dirname, "..");
 // gRPC and protobuf as @pulumi/pulumi loads them, so messages and stubs come from the same module instances.

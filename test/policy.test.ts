@@ -2,7 +2,7 @@ import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { policies } from "../policy/policies";
 import { checkPolicies } from "./harness/policy";
-import { byType, RegisteredResource, render } from "./harness/render";
+import { byType, RegisteredResource, render } from "../tools/render";
 
 describe("the policy pack passes on the program", () => {
     for (const workerCount of [2, 0, 5]) {

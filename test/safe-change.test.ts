@@ -5,7 +5,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, test } from "node:test";
 import { diffGraphs } from "../tools/graph";
-import { render, StackConfig } from "./harness/render";
+import { render, StackConfig } from "../tools/render";
 
 async function diff(before: StackConfig, after: StackConfig) {
     const [a, b] = [await render(before), await render(after)];

@@ -4,7 +4,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { test } from "node:test";
-import { render } from "./harness/render";
+import { render } from "../tools/render";
 
 const SCRIPT = path.join(__dirname, "..", "scripts", "ssh-config.sh");
 

@@ -1,7 +1,7 @@
 import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { UNTAGGABLE_TYPES } from "../policy/policies";
-import { byType, isSecret, Rendered, RegisteredResource, render, StackConfig } from "./harness/render";
+import { byType, isSecret, Rendered, RegisteredResource, render, StackConfig } from "../tools/render";
 
 const RAY_PORTS = [6379, 8265, 10001, 10002, 19999];
 let cached: Rendered | undefined;

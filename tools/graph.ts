@@ -1,5 +1,5 @@
 /** Compares and describes resource graphs rendered under mocks: what a config change would do, without AWS. */
-import { RegisteredResource } from "../test/harness/render";
+import { RegisteredResource } from "./render";
 
 export interface ChangedResource {
     name: string;

@@ -8,7 +8,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { render, reveal, StackConfig } from "../test/harness/render";
+import { render, reveal, StackConfig } from "./render";
 import { diffGraphs, diffText, planText } from "./graph";
 
 /** Reads the `config:` of a Pulumi stack file; its stack name comes from Pulumi.<stack>.yaml. */

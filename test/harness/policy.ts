@@ -1,7 +1,7 @@
 /** Runs the policy pack's policies against rendered resources, the way the policy engine hands them over. */
 import { PolicyResource, ResourceValidationPolicy, StackValidationPolicy } from "@pulumi/policy";
 import { policies } from "../../policy/policies";
-import { RegisteredResource, reveal } from "./render";
+import { RegisteredResource, reveal } from "../../tools/render";
 
 export interface Violation {
     policy: string;

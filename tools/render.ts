@@ -12,7 +12,7 @@ const settings = require("@pulumi/pulumi/runtime/settings");
 const stack = require("@pulumi/pulumi/runtime/stack");
 
 export const PROJECT = "ray-cluster";
-export const PROGRAM = path.resolve(__dirname, "..", "..", "index.ts");
+export const PROGRAM = path.resolve(__dirname, "..", "index.ts");
 
 /** A resource as registered with the engine. */
 export interface RegisteredResource {
