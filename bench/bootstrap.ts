@@ -1,84 +1,114 @@
 /**
- * Bootstrap benchmark on the namespace test hosts (root, sshd, python3-venv and the wheelhouse, as for the
- * end-to-end test). Prints: the wall time to bring up a 3-node cluster from bare hosts, one node alone, their
- * ratio, and one install with plain pip against uv. Figures only; nothing here passes or fails on time.
+ * Bootstrap benchmark on the booted test hosts (root, systemd-nspawn, the base image and the wheelhouse, as for
+ * the end-to-end test). Prints, for 3 nodes and for 1: the wall time from power-on to a verified cluster, each
+ * stage of the bootstrap, when SSH first answered and cloud-init's own time; then, for a rebooted worker, the time
+ * from its power-on to its node showing in `ray status`. Figures only; nothing here passes or fails on time.
  */
-import { byName, render, reveal } from "../tools/render";
-import { TestHosts } from "../test/harness/hosts";
+import { render } from "../tools/render";
+import { BootedHosts } from "../test/harness/machines";
 import { cleanupKeys, CommandInputs, runOverSsh } from "../test/harness/ssh";
-import { scriptCommand } from "../src/scripts";
+
+interface Span { name: string; start: number; end: number; dialSeconds: number }
 
 /** Wall-clock span of each bootstrap stage: from its first command's start to its last command's end. */
-function stages(spans: Array<{ name: string; start: number; end: number }>): string {
+function stages(spans: Span[], t0: number): string {
     return ["prepare", "install", "headnode-start", "worker-\\d+-start", "verify"].map((stage) => {
         const hits = spans.filter((s) => new RegExp(`-${stage}$`).test(s.name));
         if (hits.length === 0) {
             return undefined;
         }
-        const seconds = (Math.max(...hits.map((h) => h.end)) - Math.min(...hits.map((h) => h.start))) / 1000;
-        return `${stage.replace("\\d+", "N")} ${seconds.toFixed(1)} s`;
+        const from = (Math.min(...hits.map((h) => h.start)) - t0) / 1000;
+        const to = (Math.max(...hits.map((h) => h.end)) - t0) / 1000;
+        return `${stage.replace("\\d+", "N")} ${from.toFixed(1)}→${to.toFixed(1)} s`;
     }).filter(Boolean).join(", ");
 }
 
-async function bringUp(nodes: Record<string, number>): Promise<{ seconds: number; stages: string }> {
-    const hosts = new TestHosts(nodes);
+/** cloud-init's own time on a host: from its first stage's start to its last stage's end. */
+async function cloudInitSeconds(hosts: BootedHosts, node: string): Promise<number> {
+    const { stdout } = await runOverSsh({ connection: { host: hosts.address(node), user: "ubuntu", privateKey: hosts.privateKey } },
+        `python3 -c 'import json; v = json.load(open("/run/cloud-init/status.json"))["v1"]; ` +
+        `s = [v[k] for k in ("init-local", "init", "modules-config", "modules-final") if v.get(k) and v[k].get("start")]; ` +
+        `print(max(x["finished"] for x in s) - min(x["start"] for x in s))'`);
+    return Number(stdout.trim());
+}
+
+async function clusterNodes(hosts: BootedHosts): Promise<Record<string, string>> {
+    const { stdout } = await runOverSsh({ connection: { host: hosts.address("headnode"), user: "ubuntu", privateKey: hosts.privateKey } },
+        `RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
+import json, os, re, subprocess, sys, ray
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n["Alive"]}
+status = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "status"], capture_output=True, text=True, timeout=60).stdout.split("Pending:")[0]
+print(json.dumps({ip: node for ip, node in alive.items() if "node_" + node in status}))
+PY`);
+    return JSON.parse(stdout.trim().split("\n").pop()!);
+}
+
+async function bringUp(nodes: Record<string, number>, rebootWorker: boolean): Promise<string[]> {
+    const hosts = new BootedHosts(nodes);
     hosts.up();
     try {
-        const started = Date.now();
-        const spans: Array<{ name: string; start: number; end: number }> = [];
-        const rendered = await render({ sshUser: "root", packageIndexUrl: hosts.indexUrl, bootstrapTimeoutSeconds: 120,
+        const spans: Span[] = [];
+        const launched: Record<string, number> = {};
+        const t0 = Date.now();
+        const rendered = await render({ packageIndexUrl: hosts.indexUrl, bootstrapTimeoutSeconds: 120,
             workerCount: Object.keys(nodes).length - 1 }, {
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
             privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
+            launchInstance: async (node, inputs) => {
+                launched[node] = Date.now();
+                hosts.launch(node, inputs.userData);
+            },
             runCommand: async (inputs, name) => {
                 const start = Date.now();
                 const result = await runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name);
-                spans.push({ name, start, end: Date.now() });
+                spans.push({ name, start, end: Date.now(), dialSeconds: result.dialSeconds ?? 0 });
                 return result;
             },
         });
         if (rendered.error) {
             throw rendered.error;
         }
-        const seconds = (Date.now() - started) / 1000;
-        const stop = reveal(byName(rendered, "ray-cluster-headnode-start").inputs);
+        const seconds = (Date.now() - t0) / 1000;
+        const lines = [`${Object.keys(nodes).length} node(s), power-on to verified cluster: ${seconds.toFixed(1)} s  (${stages(spans, t0)})`];
         for (const node of Object.keys(nodes)) {
-            await runOverSsh({ connection: { ...stop.connection, host: hosts.address(node) } }, stop.delete);
+            const prepare = spans.find((s) => s.name === `ray-cluster-${node}-prepare`)!;
+            const sshReady = (prepare.start + prepare.dialSeconds * 1000 - launched[node]) / 1000;
+            lines.push(`  ${node}: SSH answered ${sshReady.toFixed(1)} s after power-on; cloud-init's own time ` +
+                `${(await cloudInitSeconds(hosts, node)).toFixed(1)} s`);
         }
-        return { seconds, stages: stages(spans) };
-    } finally {
-        hosts.down();
-    }
-}
-
-async function installTimes(): Promise<Record<string, number>> {
-    const hosts = new TestHosts({ headnode: 21, "worker-1": 22 });
-    hosts.up();
-    try {
-        const times: Record<string, number> = {};
-        for (const [installer, node] of [["pip", "headnode"], ["uv", "worker-1"]] as const) {
-            const connection = { host: hosts.address(node), user: "root", privateKey: hosts.privateKey };
-            const text = scriptCommand("install-ray.sh", ["--version", "2.60.0", "--installer", installer, "--index-url", hosts.indexUrl]);
-            times[installer] = (await runOverSsh({ connection }, text)).seconds;
+        if (rebootWorker) {
+            const before = await clusterNodes(hosts);
+            const address = hosts.address("worker-1");
+            const boots = hosts.boots("worker-1").length;
+            await runOverSsh({ connection: { host: address, user: "ubuntu", privateKey: hosts.privateKey } },
+                "sudo systemctl reboot").catch(() => undefined);
+            await hosts.waitForBoot("worker-1", boots + 1);
+            const poweredOn = hosts.boots("worker-1")[boots].started;
+            const deadline = Date.now() + 300_000;
+            for (;;) {
+                const now = await clusterNodes(hosts).catch(() => ({} as Record<string, string>));
+                if (now[address] && now[address] !== before[address]) {
+                    break;
+                }
+                if (Date.now() > deadline) {
+                    throw new Error("worker-1 did not come back within 300 s");
+                }
+                await new Promise((resolve) => setTimeout(resolve, 500));
+            }
+            lines.push(`  worker-1 reboot: power-on to its node in ray status: ${((Date.now() - poweredOn) / 1000).toFixed(1)} s`);
         }
-        return times;
+        return lines;
     } finally {
         hosts.down();
     }
 }
 
 (async () => {
-    const cluster = await bringUp({ headnode: 11, "worker-1": 12, "worker-2": 13 });
-    const single = await bringUp({ headnode: 11 });
-    const install = await installTimes();
+    const cluster = await bringUp({ headnode: 11, "worker-1": 12, "worker-2": 13 }, true);
+    const single = await bringUp({ headnode: 11 }, false);
     cleanupKeys();
-    console.log(`3-node cluster from bare hosts: ${cluster.seconds.toFixed(1)} s  (${cluster.stages})`);
-    console.log(`1 node alone:                   ${single.seconds.toFixed(1)} s  (${single.stages})`);
-    console.log(`ratio 3-node / 1-node:          ${(cluster.seconds / single.seconds).toFixed(2)} (goal: close to 1; ` +
-        "the workers' join stage exists only with workers, and the test hosts share 2 cores)");
-    console.log(`install ray[default] with pip:  ${install.pip.toFixed(1)} s`);
-    console.log(`install ray[default] with uv:   ${install.uv.toFixed(1)} s (incl. installing uv itself)`);
-    console.log(`uv speed-up over pip:           ${(install.pip / install.uv).toFixed(1)}x`);
+    console.log([...cluster, ...single].join("\n"));
 })().catch((err) => {
     console.error(err);
     process.exit(1);

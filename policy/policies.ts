@@ -68,6 +68,15 @@ export function ingressOf(args: { type: string; props: Record<string, any> }): I
     }
 }
 
+/** What in user data reaches the network at boot: cloud-init's package modules and downloads in its commands. */
+const USER_DATA_NETWORK: Array<[RegExp, string]> = [
+    [/^\s*package_(update|upgrade|reboot_if_required)\s*:\s*true/m, "package_update/package_upgrade"],
+    [/^\s*packages\s*:/m, "packages"],
+    [/^\s*(apt|snap)\s*:/m, "apt/snap sources"],
+    [/\b(apt-get|apt|yum|dnf|snap)\s+(-\S+\s+)*(install|update|upgrade|refresh)\b/, "a package manager"],
+    [/\b(curl|wget|pip3?\s+install|uv\s+pip\s+install)\b/, "a download"],
+];
+
 const isPublic = (rule: Ingress) => rule.cidrs.some((c) => PUBLIC_CIDRS.has(c));
 
 const resourcePolicy = (name: string, description: string,
@@ -132,6 +141,18 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
             if (args.type === INSTANCE && typeof userData === "string" &&
                 /PRIVATE KEY|auth_token|RAY_AUTH_TOKEN|AKIA[0-9A-Z]{16}|aws_secret_access_key|password\s*[:=]/i.test(userData)) {
                 report("userData contains secret material (a private key, token, password or access key)");
+            }
+        }),
+    resourcePolicy("instance-user-data-offline",
+        "User data installs and downloads nothing: apt or a download at boot puts the network and the dpkg lock on " +
+        "every boot's critical path, and fails on a node without internet.", (args, report) => {
+            const userData = args.props.userData;
+            if (args.type !== INSTANCE || typeof userData !== "string") {
+                return;
+            }
+            const found = USER_DATA_NETWORK.filter(([pattern]) => pattern.test(userData)).map(([, what]) => what);
+            if (found.length > 0) {
+                report(`userData needs the network at boot: ${found.join(", ")}; install from the bootstrap instead`);
             }
         }),
     stackPolicy("bucket-versioning-enabled", "Every bucket has versioning enabled.", (resources, report) => {

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs ray[default] at an exact version into a virtual environment; a no-op when that install is complete.
+# With uv (the default) it needs only python3 and the package index: uv itself comes from the index.
 # Usage: install-ray.sh --version X.Y.Z [--installer uv|pip] [--index-url URL] [--venv DIR]
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=install-ray
+FETCH_UV_PY=$(cat "$(dirname "${BASH_SOURCE[0]}")/fetch_uv.py")
 
 version="" installer=uv index_url="" venv=$RAY_VENV_DEFAULT
 while [ $# -gt 0 ]; do
@@ -29,17 +31,6 @@ if state_matches "$marker" "$requirement"; then
 fi
 
 started=$(date +%s)
-if [ ! -x "${venv}/bin/python" ]; then
-    if ! python3 -m venv "$venv" 2>/dev/null; then
-        # Images without cloud-init's packages lack venv support; a failed half-made venv is removed first.
-        rm -rf "$venv"
-        log "python3 venv support missing; installing python3-venv"
-        "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=300 install -y -q python3-venv >/dev/null \
-            || die "cannot create ${venv}: python3 -m venv failed and python3-venv could not be installed"
-        python3 -m venv "$venv" || die "cannot create ${venv} with python3 -m venv"
-    fi
-fi
-
 pip_index=()
 if [ -n "$index_url" ]; then
     pip_index=(--index-url "$index_url")
@@ -48,18 +39,33 @@ if [ -n "$index_url" ]; then
         http://*) host=${index_url#http://}; pip_index+=(--trusted-host "${host%%[/:]*}") ;;
     esac
 fi
-pip=("${venv}/bin/python" -m pip --disable-pip-version-check --no-input -q)
 
 if [ "$installer" = uv ]; then
-    if [ ! -x "${venv}/bin/uv" ]; then
-        "${pip[@]}" install "${pip_index[@]}" uv || die "could not install uv from ${index_url:-PyPI}"
+    # uv makes the venv and installs into it: no pip, no python3-venv, no apt, only the package index.
+    uv="${RAY_STATE_DIR}/bin/uv"
+    if [ ! -x "$uv" ]; then
+        python3 -c "$FETCH_UV_PY" --index-url "${index_url:-https://pypi.org/simple/}" --dest "$uv" >/dev/null \
+            || die "could not fetch uv from ${index_url:-PyPI}"
+    fi
+    if [ ! -x "${venv}/bin/python" ]; then
+        "$uv" venv --quiet --python "$(command -v python3)" "$venv" || die "cannot create ${venv} with uv venv"
     fi
     uv_index=()
     [ -z "$index_url" ] || uv_index=(--index-url "$index_url")
-    "${venv}/bin/uv" pip install --quiet --python "${venv}/bin/python" "${uv_index[@]}" "$requirement" \
+    "$uv" pip install --quiet --python "${venv}/bin/python" "${uv_index[@]}" "$requirement" \
         || die "could not install ${requirement} from ${index_url:-PyPI} with uv"
 else
-    "${pip[@]}" install "${pip_index[@]}" "$requirement" \
+    if [ ! -x "${venv}/bin/python" ] && ! python3 -m venv "$venv" 2>/dev/null; then
+        # pip needs the OS's venv support, which cloud images lack. Only this mode installs it, here rather than
+        # in cloud-init, and waits for the dpkg lock (unattended upgrades at first boot) with a bound.
+        rm -rf "$venv"
+        log "python3 venv support missing; installing python3-venv with apt"
+        apt=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=300)
+        { "${apt[@]}" update >/dev/null && "${apt[@]}" install -y python3-venv >/dev/null; } \
+            || die "cannot create ${venv}: python3 -m venv failed and python3-venv could not be installed (waited up to 300s for the dpkg lock)"
+        python3 -m venv "$venv" || die "cannot create ${venv} with python3 -m venv"
+    fi
+    "${venv}/bin/python" -m pip --disable-pip-version-check --no-input -q install "${pip_index[@]}" "$requirement" \
         || die "could not install ${requirement} from ${index_url:-PyPI} with pip"
 fi
 

@@ -37,7 +37,8 @@ ray_env() {
     export RAY_USAGE_STATS_PROMPT_ENABLED=0
 }
 
-# Replaces a file's content in place (bind-mounted files such as /etc/hosts cannot be renamed over).
+# Replaces a file's content in place (bind-mounted files such as /etc/hosts cannot be renamed over); succeeds only
+# when it wrote.
 write_in_place() {
     local target=$1 content=$2
     if [ "$(cat "$target" 2>/dev/null)" = "$content" ]; then
@@ -46,16 +47,18 @@ write_in_place() {
     printf '%s\n' "$content" | "${SUDO[@]}" tee "$target" >/dev/null
 }
 
-# Reads the cluster token from stdin into Ray's default token file, readable by its owner only.
+# Reads the cluster token from stdin into Ray's default token file, readable by its owner only. Succeeds only
+# when the token changed, so that Ray is restarted with the new one.
 install_auth_token() {
     local token
     token=$(cat)
     [ -n "$token" ] || die "no Ray auth token on stdin"
     mkdir -p "${HOME}/.ray"
     chmod 700 "${HOME}/.ray"
-    if [ "$(cat "${HOME}/.ray/auth_token" 2>/dev/null)" != "$token" ]; then
-        (umask 077 && printf '%s' "$token" > "${HOME}/.ray/auth_token")
+    if [ "$(cat "${HOME}/.ray/auth_token" 2>/dev/null)" = "$token" ]; then
+        return 1
     fi
+    (umask 077 && printf '%s' "$token" > "${HOME}/.ray/auth_token")
 }
 
 # A node's record of what it started, so a re-run leaves a Ray that already matches alone.
@@ -76,22 +79,73 @@ port_open() {
     timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' port_open "$1" "$2" 2>/dev/null
 }
 
-# Starts Ray afresh from RAY (the venv's ray command) with the given `ray start` arguments and records DESIRED in
-# STATE_FILE once it runs; whatever ran before is stale. The daemons get no handle on the SSH session's output,
-# or the session would never end. Usage: restart_ray RAY STATE_FILE DESIRED LOG_NAME ray-start-args...
-restart_ray() {
-    local ray=$1 state_file=$2 desired=$3 start_log="${RAY_STATE_DIR}/$4.log"
-    shift 4
-    # `ray stop` alone costs seconds of Python start-up; skip it when nothing runs from this venv (daemons, the
-    # dashboard and workers all do; this script's own command line starts with bash, so it never matches).
-    if pgrep -u "$(id -u)" -f "^${ray%/bin/ray}/" >/dev/null 2>&1; then
-        "$ray" stop --force >/dev/null 2>&1 || true
+# Stops Ray processes of this user that no Ray service runs, such as a Ray started by hand or by an older version
+# of this stack. `ray stop` alone costs seconds of Python start-up, so it runs only when some process runs from
+# VENV (daemons, the dashboard and workers all do; a script's own command line starts with bash, never matching).
+stop_unmanaged_ray() {
+    local venv=$1
+    if systemctl is-active --quiet ray-head.service ray-worker.service 2>/dev/null; then
+        return 0
     fi
-    rm -f "$state_file"
-    mkdir -p "$RAY_STATE_DIR"
-    if ! "$ray" start "$@" --disable-usage-stats </dev/null >"$start_log" 2>&1; then
-        tail -n 40 "$start_log" >&2
-        die "ray start $* failed; log above and in ${start_log}"
+    if pgrep -u "$(id -u)" -f "^${venv}/" >/dev/null 2>&1; then
+        "${venv}/bin/ray" stop --force </dev/null >/dev/null 2>&1 || true
     fi
-    printf '%s\n' "$desired" > "$state_file"
+}
+
+# Writes CONTENT to TARGET as root with MODE, only when it differs; succeeds only when it wrote.
+install_if_changed() {
+    local target=$1 mode=$2 content=$3
+    if [ -f "$target" ] && [ "$(cat "$target")" = "$content" ]; then
+        return 1
+    fi
+    "${SUDO[@]}" mkdir -p "$(dirname "$target")"
+    printf '%s\n' "$content" | "${SUDO[@]}" tee "${target}.new" >/dev/null
+    "${SUDO[@]}" chmod "$mode" "${target}.new"
+    "${SUDO[@]}" mv -f "${target}.new" "$target"
+}
+
+RAY_RUNNER=/usr/local/lib/ray-cluster/ray-node-run.sh
+RAY_SETTINGS_DIR=/etc/ray-cluster
+
+# Installs and enables UNIT (ray-head or ray-worker) from its unit text, the runner and the settings text, then
+# makes it run them: restarted when any of them or the token (RESTART=yes) changed, started when it is not
+# running, and left alone otherwise, so a re-run restarts nothing. Prints started, restarted or running.
+# Usage: ensure_ray_service UNIT UNIT_TEXT RUNNER_TEXT SETTINGS_TEXT RESTART
+ensure_ray_service() {
+    local unit=$1 unit_text=$2 runner_text=$3 settings_text=$4 restart=$5
+    local settings="${RAY_SETTINGS_DIR}/${unit}.env" unit_file="/etc/systemd/system/${unit}.service"
+    unit_text=${unit_text//@USER@/$(id -un)}
+    unit_text=${unit_text//@SETTINGS@/$settings}
+    install_if_changed "$RAY_RUNNER" 755 "$runner_text" && restart=yes
+    # No secret in either file: the settings are addresses and paths, readable like any unit.
+    install_if_changed "$settings" 644 "$settings_text" && restart=yes
+    if install_if_changed "$unit_file" 644 "$unit_text"; then
+        "${SUDO[@]}" systemctl daemon-reload
+        restart=yes
+    fi
+    "${SUDO[@]}" systemctl enable --quiet "${unit}.service"
+    if ! systemctl is-active --quiet "${unit}.service"; then
+        "${SUDO[@]}" systemctl start "${unit}.service"
+        echo started
+    elif [ "$restart" = yes ]; then
+        "${SUDO[@]}" systemctl restart "${unit}.service"
+        echo restarted
+    else
+        echo running
+    fi
+}
+
+# Waits up to TIMEOUT seconds for CHECK (a command) to succeed while UNIT runs; on timeout dies with WHAT and the
+# unit's last journal lines. Usage: wait_for_service UNIT TIMEOUT WHAT CHECK...
+wait_for_service() {
+    local unit=$1 timeout_s=$2 what=$3
+    shift 3
+    local deadline=$(( SECONDS + timeout_s ))
+    until "$@"; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            "${SUDO[@]}" journalctl -u "${unit}.service" -n 20 --no-pager -o cat >&2 || true
+            die "${what} within ${timeout_s}s; ${unit}.service's journal above (journalctl -u ${unit})"
+        fi
+        sleep 1
+    done
 }

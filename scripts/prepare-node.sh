@@ -19,7 +19,7 @@ if ! { [ -n "$name" ] && [ -n "$ip" ]; }; then
     die "--hostname and --ip are required"
 fi
 
-# cloud-init holds the apt lock and installs python3-venv; nothing else may start before it finishes.
+# cloud-init sets up the login user, host keys and hostname; nothing else may start before it finishes.
 if command -v cloud-init >/dev/null 2>&1; then
     rc=0
     timeout "$timeout_s" cloud-init status --wait >/dev/null || rc=$?

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Starts the Ray head with token authentication; leaves a head that already runs as asked alone.
-# The cluster token arrives on stdin. Usage:
-#   start-head.sh --version X.Y.Z --node-ip IP [--port 6379] [--dashboard-port 8265] [--venv DIR]
+# Makes this node the Ray head as a systemd service (ray-head.service), enabled at boot and restarted on failure;
+# leaves a head that already runs as asked alone. The cluster token arrives on stdin. Usage:
+#   start-head.sh --version X.Y.Z --node-ip IP [--port 6379] [--dashboard-port 8265] [--timeout SECONDS] [--venv DIR]
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=start-head
+RAY_UNIT_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-head.service")
+RAY_RUNNER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-node-run.sh")
 
-version="" node_ip="" port=6379 dashboard_port=8265 venv=$RAY_VENV_DEFAULT
+version="" node_ip="" port=6379 dashboard_port=8265 timeout_s=600 venv=$RAY_VENV_DEFAULT
 while [ $# -gt 0 ]; do
     case $1 in
         --version) version=$2; shift 2 ;;
         --node-ip) node_ip=$2; shift 2 ;;
         --port) port=$2; shift 2 ;;
         --dashboard-port) dashboard_port=$2; shift 2 ;;
+        --timeout) timeout_s=$2; shift 2 ;;
         --venv) venv=$2; shift 2 ;;
         *) die "unknown argument: $1" ;;
     esac
@@ -25,20 +28,20 @@ if ! { [ -x "${venv}/bin/ray" ]; }; then
 fi
 
 ray_env "$venv"
-install_auth_token
-ray="${venv}/bin/ray"
-state_file="${RAY_STATE_DIR}/head"
-desired="version=${version} node_ip=${node_ip} port=${port} dashboard_port=${dashboard_port}"
-
-if state_matches "$state_file" "$desired" && "$ray" health-check --address "${node_ip}:${port}" >/dev/null 2>&1; then
+restart=no
+install_auth_token && restart=yes
+stop_unmanaged_ray "$venv"
+# The version is a setting too: a reinstalled Ray must restart to run.
+settings="RAY_VERSION=${version}
+RAY_VENV=${venv}
+RAY_NODE_IP=${node_ip}
+RAY_PORT=${port}
+RAY_DASHBOARD_PORT=${dashboard_port}"
+outcome=$(ensure_ray_service ray-head "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "$settings" "$restart")
+wait_for_service ray-head "$timeout_s" "the Ray head's GCS did not answer at ${node_ip}:${port}" \
+    port_open "$node_ip" "$port"
+if [ "$outcome" = running ]; then
     log "Ray head ${version} already running at ${node_ip}:${port}"
-    exit 0
+else
+    log "Ray head ${version} ${outcome} at ${node_ip}:${port} as ray-head.service, dashboard on port ${dashboard_port}"
 fi
-
-# Whatever runs here is stale (another version, address or a crashed head): start clean.
-restart_ray "$ray" "$state_file" "$desired" start-head --head \
-    --node-ip-address="$node_ip" \
-    --port="$port" \
-    --dashboard-host=0.0.0.0 \
-    --dashboard-port="$dashboard_port"
-log "Ray head ${version} started at ${node_ip}:${port}, dashboard on port ${dashboard_port}"

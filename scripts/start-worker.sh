@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Joins this node to the Ray head once the head's GCS answers; leaves a worker that already joined alone.
-# The cluster token arrives on stdin. Usage:
+# Joins this node to the Ray head as a systemd service (ray-worker.service), enabled at boot and restarted on
+# failure, so the worker rejoins by itself; leaves a worker that already runs as asked alone. The cluster token
+# arrives on stdin. Usage:
 #   start-worker.sh --version X.Y.Z --node-ip IP --address HEAD_IP:PORT [--timeout SECONDS] [--venv DIR]
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=start-worker
+RAY_UNIT_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-worker.service")
+RAY_RUNNER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-node-run.sh")
+# Each try of the service to reach a head that is down is bounded by this; systemd then tries again.
+JOIN_TRY_SECONDS=30
 
 version="" node_ip="" address="" timeout_s=600 venv=$RAY_VENV_DEFAULT
 while [ $# -gt 0 ]; do
@@ -25,24 +30,29 @@ if ! { [ -x "${venv}/bin/ray" ]; }; then
 fi
 
 ray_env "$venv"
-install_auth_token
-ray="${venv}/bin/ray"
-state_file="${RAY_STATE_DIR}/worker"
-desired="version=${version} node_ip=${node_ip} address=${address}"
+restart=no
+install_auth_token && restart=yes
+stop_unmanaged_ray "$venv"
 
-if state_matches "$state_file" "$desired" && ray_running raylet; then
-    log "Ray worker ${version} already joined to ${address}"
-    exit 0
-fi
-
-deadline=$(( $(date +%s) + timeout_s ))
-# ray start itself would wait minutes on a dead head; the bound and the message are ours.
+deadline=$(( SECONDS + timeout_s ))
+# The bootstrap waits for the head with its own bound and message; the service would wait forever.
 until port_open "${address%:*}" "${address##*:}"; do
-    if [ "$(date +%s)" -ge "$deadline" ]; then
+    if [ "$SECONDS" -ge "$deadline" ]; then
         die "the Ray head's GCS at ${address} did not answer within ${timeout_s}s; is the head running and port ${address##*:} open between nodes?"
     fi
     sleep 2
 done
 
-restart_ray "$ray" "$state_file" "$desired" start-worker --address="$address" --node-ip-address="$node_ip"
-log "Ray worker ${version} at ${node_ip} joined ${address}"
+settings="RAY_VERSION=${version}
+RAY_VENV=${venv}
+RAY_NODE_IP=${node_ip}
+RAY_ADDRESS=${address}
+RAY_JOIN_TRY_SECONDS=${JOIN_TRY_SECONDS}"
+outcome=$(ensure_ray_service ray-worker "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "$settings" "$restart")
+wait_for_service ray-worker $(( deadline > SECONDS ? deadline - SECONDS : 1 )) "the Ray worker did not start" \
+    ray_running raylet
+if [ "$outcome" = running ]; then
+    log "Ray worker ${version} already joined to ${address}"
+else
+    log "Ray worker ${version} at ${node_ip} ${outcome} as ray-worker.service, joining ${address}"
+fi

@@ -10,13 +10,11 @@ export const HEAD_NODE_NAME = "headnode";
 export const workerNodeName = (index: number) => `worker-${index}`;
 
 /**
- * Cloud-init installs what the bootstrap needs from the OS (venv support for Python) and keeps the hostname the
- * bootstrap sets across reboots. It carries no secrets: user data is readable by anything on the instance.
+ * Cloud-init only keeps the hostname the bootstrap sets across reboots. It installs nothing: apt at boot would put
+ * the network and the dpkg lock on the critical path, and the bootstrap needs only python3 and the package index.
+ * It carries no secrets: user data is readable by anything on the instance.
  */
 export const NODE_USER_DATA = `#cloud-config
-package_update: true
-packages:
-  - python3-venv
 preserve_hostname: true
 `;
 
@@ -40,7 +38,7 @@ export interface RayNodesArgs {
     keyName: pulumi.Input<string>;
     /** Instance profile that grants the nodes their bucket access. */
     instanceProfileName: pulumi.Input<string>;
-    /** Resources that must exist before a node boots (the internet route cloud-init needs). */
+    /** Resources that must exist before a node boots (the internet route the bootstrap's SSH comes in by). */
     bootDependencies: pulumi.Input<pulumi.Resource>[];
     /** Tags every resource carries. */
     tags: Record<string, string>;

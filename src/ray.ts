@@ -30,10 +30,13 @@ export interface RayClusterArgs {
 
 /** Seconds SSH waits for one connection attempt; attempts repeat until the bootstrap's bound is spent. */
 export const PER_DIAL_TIMEOUT_SECONDS = 15;
+/** The longest pause of @pulumi/command's backoff between two dials (100 ms, growing by half, up to 5 s). */
+export const DIAL_RETRY_CAP_SECONDS = 5;
 
 /**
- * Installs Ray on every node over SSH and starts a token-authenticated cluster: installs run in parallel, then
- * the head starts, then the workers join, then the head checks that every node is alive.
+ * Installs Ray on every node over SSH and runs a token-authenticated cluster as systemd services, so every node
+ * comes back by itself after a reboot, a stop and start, or a crash: installs run in parallel, then the head's
+ * service starts, then the workers' services join it, then the head checks that every node is alive and listed.
  */
 export class RayCluster extends pulumi.ComponentResource {
     public readonly authToken: pulumi.Output<string>;
@@ -60,7 +63,9 @@ export class RayCluster extends pulumi.ComponentResource {
         const commandTimeouts = { create: `${args.timeoutSeconds * 3}s`, update: `${args.timeoutSeconds * 3}s`,
             delete: `${args.timeoutSeconds}s` };
 
-        const dialErrorLimit = Math.max(10, Math.ceil(args.timeoutSeconds / PER_DIAL_TIMEOUT_SECONDS));
+        // A booting node refuses SSH at once, and the provider waits at most DIAL_RETRY_CAP_SECONDS between dials:
+        // this many dials wait out the whole bound even then. A dial that hangs is cut by PER_DIAL_TIMEOUT_SECONDS.
+        const dialErrorLimit = Math.max(10, Math.ceil(args.timeoutSeconds / DIAL_RETRY_CAP_SECONDS));
         const connection = (node: RayNode): command.types.input.remote.ConnectionArgs => ({
             host: args.connectVia === "public" ? node.instance.publicIp : node.instance.privateIp,
             user: args.sshUser,
@@ -107,7 +112,7 @@ export class RayCluster extends pulumi.ComponentResource {
         const headStart = run(`${headSteps.prefix}-start`, args.head,
             headIp.apply((ip) => scriptCommand("start-head.sh", [
                 "--version", args.rayVersion, "--node-ip", ip,
-                "--port", String(GCS_PORT), "--dashboard-port", String(DASHBOARD_PORT),
+                "--port", String(GCS_PORT), "--dashboard-port", String(DASHBOARD_PORT), "--timeout", timeout,
             ])),
             { stdin: this.authToken, delete: stopRay },
             [headSteps.install], true);

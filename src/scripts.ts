@@ -24,13 +24,22 @@ export function shellQuote(word: string): string {
 /** The line by which a script sources lib.sh when run from a checkout; the nodes get lib.sh inlined instead. */
 export const SOURCE_LIB_LINE = '. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"';
 
-/** A script's text with lib.sh inlined, so it runs on a node that has no copy of scripts/. */
+/**
+ * A line by which a script reads a sibling file (a systemd unit, a helper) into a variable when run from a
+ * checkout: `NAME=$(cat "$(dirname "\${BASH_SOURCE[0]}")/FILE")`. The nodes get the file's text inlined instead.
+ */
+const READ_SIBLING_LINE = /^([A-Z_]+)=\$\(cat "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/([A-Za-z0-9_.-]+)"\)$/gm;
+
+/** A script's text with lib.sh and the sibling files it reads inlined, so it runs on a node with no scripts/. */
 export function inlinedScript(fileName: string): string {
     const text = readScript(fileName);
     if (!text.includes(SOURCE_LIB_LINE)) {
         throw new Error(`scripts/${fileName} does not source lib.sh with: ${SOURCE_LIB_LINE}`);
     }
-    return text.replace(SOURCE_LIB_LINE, () => readScript("lib.sh"));
+    return text
+        .replace(SOURCE_LIB_LINE, () => readScript("lib.sh"))
+        .replace(READ_SIBLING_LINE, (_, name: string, sibling: string) =>
+            `${name}=${shellQuote(readScript(sibling).replace(/\n$/, ""))}`);
 }
 
 /**

@@ -54,6 +54,11 @@ const BREAKS: Record<string, (resources: RegisteredResource[]) => RegisteredReso
         instance.inputs.userData += "write_files:\n  - path: /home/ubuntu/.ray/auth_token\n    content: abc\n";
         return rs;
     },
+    "instance-user-data-offline": (rs) => {
+        const instance = first(rs, "aws:ec2/instance:Instance");
+        instance.inputs.userData += "package_update: true\npackages:\n  - python3-venv\n";
+        return rs;
+    },
     "bucket-versioning-enabled": (rs) => {
         first(rs, "aws:s3/bucketVersioning:BucketVersioning").inputs.versioningConfiguration.status = "Suspended";
         return rs;

@@ -125,6 +125,8 @@ describe("nodes", () => {
             assert.deepEqual(instance.inputs.vpcSecurityGroupIds, [sgId]);
             assert.deepEqual(instance.options.ignoreChanges, ["ami"], "a newer Ubuntu image does not replace nodes");
             assert.doesNotMatch(instance.inputs.userData, /token|PRIVATE KEY/i);
+            // Nothing at boot needs the network: no apt, no download; only the hostname the bootstrap sets is kept.
+            assert.equal(instance.inputs.userData, "#cloud-config\npreserve_hostname: true\n");
             assert.ok(instance.dependencies.some((urn) => urn.endsWith("::ray-cluster-default-route")),
                 "nodes boot only after the internet route exists");
         }

@@ -46,6 +46,8 @@ export interface RenderOptions {
     addresses?: (nodeName: string) => { privateIp: string; publicIp: string };
     /** Extra state for the tls PrivateKey (a real key for end-to-end runs). */
     privateKey?: { privateKeyOpenssh: string; publicKeyOpenssh: string };
+    /** Launches a machine for each EC2 instance (end-to-end runs), given its `Name` tag and its inputs. */
+    launchInstance?: (nodeName: string, inputs: Record<string, any>) => Promise<void>;
     /** Runs a remote.Command (end-to-end runs) and returns its stdout and stderr. */
     runCommand?: (inputs: Record<string, any>, name: string) => Promise<{ stdout: string; stderr: string }>;
 }
@@ -123,6 +125,9 @@ export function reveal(value: any): any {
 function mocks(options: RenderOptions): pulumi.runtime.Mocks {
     return {
         newResource: async (args) => {
+            if (args.type === "aws:ec2/instance:Instance" && options.launchInstance) {
+                await options.launchInstance(args.inputs.tags?.Name ?? args.name, reveal(args.inputs));
+            }
             const result = args.type === "command:remote:Command" && options.runCommand
                 ? await options.runCommand(reveal(args.inputs), args.name)
                 : undefined;

@@ -5,7 +5,8 @@ import * as os from "os";
 import * as path from "path";
 
 export interface CommandInputs {
-    connection: { host: string; user?: string; port?: number; privateKey?: string };
+    connection: { host: string; user?: string; port?: number; privateKey?: string; perDialTimeout?: number;
+        dialErrorLimit?: number };
     create?: string;
     delete?: string;
     stdin?: string;
@@ -15,7 +16,10 @@ export interface CommandResult {
     stdout: string;
     stderr: string;
     code: number;
+    /** Seconds the command ran, from the dial that reached the host. */
     seconds: number;
+    /** Seconds spent on dials the host refused before that (a booting host). */
+    dialSeconds?: number;
 }
 
 export class CommandFailed extends Error {
@@ -38,9 +42,36 @@ function keyFile(privateKey: string): string {
     return file;
 }
 
-/** Runs `text` on the command's host; resolves with its output, rejects with CommandFailed on a non-zero exit. */
-export function runOverSsh(inputs: CommandInputs, text: string, stdin?: string, label = "command"): Promise<CommandResult> {
-    const { host, user = "root", port = 22, privateKey } = inputs.connection;
+/** ssh's own failures to reach a host (exit 255), as opposed to the remote command's. */
+const DIAL_ERROR = /Connection refused|Connection timed out|No route to host|Connection reset|Connection closed by|kex_exchange_identification|Network is unreachable/;
+
+/**
+ * Runs `text` on the command's host; resolves with its output, rejects with CommandFailed on a non-zero exit. Like
+ * the command provider, it dials again while the host does not answer yet (a booting machine), up to the
+ * connection's dialErrorLimit, each dial bounded by perDialTimeout.
+ */
+export async function runOverSsh(inputs: CommandInputs, text: string, stdin?: string, label = "command"): Promise<CommandResult> {
+    const errorLimit = inputs.connection.dialErrorLimit ?? 0;
+    // The provider's backoff between dials: 100 ms, growing by half, capped at 5 s.
+    let pause = 100;
+    const began = Date.now();
+    for (let errors = 0; ; errors++) {
+        const attempt = Date.now();
+        try {
+            return { ...await runOnce(inputs, text, stdin, label), dialSeconds: (attempt - began) / 1000 };
+        } catch (e) {
+            const dialFailed = e instanceof CommandFailed && e.result.code === 255 && DIAL_ERROR.test(e.result.stderr);
+            if (!dialFailed || errors >= errorLimit) {
+                throw e;
+            }
+            await new Promise((resolve) => setTimeout(resolve, pause));
+            pause = Math.min(pause * 1.5, 5000);
+        }
+    }
+}
+
+function runOnce(inputs: CommandInputs, text: string, stdin: string | undefined, label: string): Promise<CommandResult> {
+    const { host, user = "root", port = 22, privateKey, perDialTimeout = 10 } = inputs.connection;
     if (!privateKey) {
         throw new Error("the command's connection has no private key");
     }
@@ -51,7 +82,7 @@ export function runOverSsh(inputs: CommandInputs, text: string, stdin?: string, 
         "-o", "StrictHostKeyChecking=no",
         "-o", "UserKnownHostsFile=/dev/null",
         "-o", "LogLevel=ERROR",
-        "-o", "ConnectTimeout=10",
+        "-o", `ConnectTimeout=${perDialTimeout}`,
         `${user}@${host}`,
         text,
     ];
@@ -71,6 +102,7 @@ export function runOverSsh(inputs: CommandInputs, text: string, stdin?: string, 
                 reject(new CommandFailed(result, label));
             }
         });
+        child.stdin.on("error", () => undefined);
         child.stdin.end(stdin ?? "");
     });
 }

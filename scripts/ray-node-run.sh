@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs Ray in the foreground for systemd: ray-head.service runs `ray-node-run.sh head`, ray-worker.service runs
+# `ray-node-run.sh worker`. It ends, and systemd starts the node afresh, whenever one of the node's Ray daemons
+# is gone: `ray start --block` exits on a crash, but not when a daemon exits cleanly, as a worker's raylet does when
+# its head went away. Settings come from the unit's EnvironmentFile: RAY_VENV and RAY_NODE_IP, plus RAY_PORT and
+# RAY_DASHBOARD_PORT on the head, or RAY_ADDRESS and RAY_JOIN_TRY_SECONDS on a worker. The token is read by Ray
+# itself from ~/.ray/auth_token.
+set -euo pipefail
+
+role=${1:?usage: ray-node-run.sh head|worker}
+: "${RAY_VENV:?RAY_VENV is not set}" "${RAY_NODE_IP:?RAY_NODE_IP is not set}"
+export PATH="${RAY_VENV}/bin:${PATH}" VIRTUAL_ENV=$RAY_VENV
+export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 RAY_USAGE_STATS_PROMPT_ENABLED=0
+ray=("${RAY_VENV}/bin/ray" start --block --disable-usage-stats --node-ip-address="$RAY_NODE_IP")
+
+# Runs `ray start --block` with the given arguments and returns when it exits or when any of DAEMONS, once up,
+# is gone; either way the node is out of the cluster and the service must end.
+run_ray() {
+    local daemons=$1 daemon up=no
+    shift
+    "${ray[@]}" "$@" &
+    local block=$!
+    trap 'kill "$block" 2>/dev/null' TERM INT
+    while kill -0 "$block" 2>/dev/null; do
+        sleep 2
+        for daemon in $daemons; do
+            if pgrep -u "$(id -u)" -x "$daemon" >/dev/null; then
+                continue
+            fi
+            if [ "$up" = yes ]; then
+                echo "ray-node-run: ${daemon} is gone; ending the service so that systemd starts the node afresh" >&2
+                kill "$block" 2>/dev/null || true
+                wait "$block" || true
+                exit 1
+            fi
+            continue 2
+        done
+        up=yes
+    done
+    wait "$block"
+}
+
+case $role in
+    head)
+        run_ray "gcs_server raylet" --head --port="${RAY_PORT:-6379}" \
+            --dashboard-host=0.0.0.0 --dashboard-port="${RAY_DASHBOARD_PORT:-8265}"
+        ;;
+    worker)
+        : "${RAY_ADDRESS:?RAY_ADDRESS is not set}"
+        host=${RAY_ADDRESS%:*} port=${RAY_ADDRESS##*:} try_seconds=${RAY_JOIN_TRY_SECONDS:-60}
+        deadline=$(( SECONDS + try_seconds ))
+        # ray start would wait minutes on a head that is down; one bounded try, one clear line, then systemd
+        # tries again after its restart delay, for as long as the head stays away.
+        # shellcheck disable=SC2016 # expanded by the inner bash, from its own arguments
+        until timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$host" "$port" 2>/dev/null; do
+            if [ "$SECONDS" -ge "$deadline" ]; then
+                echo "ray-worker: the Ray head's GCS at ${RAY_ADDRESS} did not answer within ${try_seconds}s; trying again" >&2
+                exit 75
+            fi
+            sleep 2
+        done
+        run_ray raylet --address="$RAY_ADDRESS"
+        ;;
+    *)
+        echo "ray-node-run: unknown role '${role}', expected head or worker" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Booted test hosts for the end-to-end test: each host is a Debian machine booted by systemd-nspawn (systemd as
+# PID 1, sshd as a service, cloud-init seeded through NoCloud as EC2's metadata would), on a test bridge with no
+# route off it. Each root is an overlay on the shared base image, kept across the host's reboots like an EBS root
+# volume. A mirror namespace on the bridge serves the wheelhouse as a PEP 503 index.
+#
+#   machines.sh net STATE_DIR WHEELHOUSE                       bridge and package mirror
+#   machines.sh create STATE_DIR NAME OCTET BASE USER_DATA_FILE PUBLIC_KEY_FILE INSTANCE_ID
+#   machines.sh start STATE_DIR NAME                           power on; the host reboots when it asks to
+#   machines.sh stop STATE_DIR NAME                            clean power-off, waits for it
+#   machines.sh kill STATE_DIR NAME                            pulls the plug (SIGKILL to the container)
+#   machines.sh down STATE_DIR                                 powers off and removes everything above
+#   machines.sh down-stale                                     removes what a killed run left behind
+set -euo pipefail
+
+SUBNET=10.213.0
+BRIDGE=rcboot0
+MIRROR_NS=rcb-mirror
+MIRROR_OCTET=2
+MIRROR_PORT=8000
+MACHINE_PREFIX=rcb-
+
+die() { echo "machines.sh: $*" >&2; exit 1; }
+
+net() {
+    local state=$1 wheelhouse=$2
+    [ "$(id -u)" -eq 0 ] || die "must run as root (network namespaces, systemd-nspawn)"
+    command -v systemd-nspawn >/dev/null 2>&1 || die "systemd-nspawn is missing (apt-get install systemd-container)"
+    [ -d "$wheelhouse" ] || die "no wheelhouse at ${wheelhouse}"
+    mkdir -p "$state"
+    ip link add "$BRIDGE" type bridge
+    ip addr add "${SUBNET}.1/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+
+    ip netns add "$MIRROR_NS"
+    ip link add rcb-mirror type veth peer name eth0 netns "$MIRROR_NS"
+    ip link set rcb-mirror master "$BRIDGE" up
+    ip -n "$MIRROR_NS" addr add "${SUBNET}.${MIRROR_OCTET}/24" dev eth0
+    ip -n "$MIRROR_NS" link set eth0 up
+    ip -n "$MIRROR_NS" link set lo up
+    local index="${state}/index/simple" wheel project
+    mkdir -p "$index"
+    for wheel in "$wheelhouse"/*.whl; do
+        # PEP 503 project directories use the normalised name: lower case, runs of -_. become -.
+        project=$(basename "$wheel" | cut -d- -f1 | tr '[:upper:]' '[:lower:]' | sed -E 's/[-_.]+/-/g')
+        mkdir -p "${index}/${project}"
+        ln -sf "$(cd "$(dirname "$wheel")" && pwd)/$(basename "$wheel")" "${index}/${project}/"
+    done
+    ip netns exec "$MIRROR_NS" python3 -m http.server "$MIRROR_PORT" --bind "${SUBNET}.${MIRROR_OCTET}" \
+        --directory "${state}/index" >"${state}/mirror.log" 2>&1 &
+    echo $! > "${state}/mirror.pid"
+    wait_port "${SUBNET}.${MIRROR_OCTET}" "$MIRROR_PORT"
+    echo "http://${SUBNET}.${MIRROR_OCTET}:${MIRROR_PORT}/simple/" > "${state}/index-url"
+}
+
+create() {
+    local state=$1 name=$2 octet=$3 base=$4 user_data=$5 public_key=$6 instance_id=$7
+    local dir="${state}/hosts/${name}"
+    [ -d "${base}/etc/cloud" ] || die "no base image at ${base}"
+    mkdir -p "${dir}/upper" "${dir}/work" "${dir}/root"
+    mount -t overlay overlay -o "lowerdir=${base},upperdir=${dir}/upper,workdir=${dir}/work" "${dir}/root"
+    local root="${dir}/root"
+    # Each machine has an identity of its own, as each EC2 instance has.
+    tr -d '-' < /proc/sys/kernel/random/uuid > "${root}/etc/machine-id"
+    mkdir -p "${root}/etc/systemd/network"
+    printf '[Match]\nName=host0\n[Network]\nAddress=%s.%s/24\n' "$SUBNET" "$octet" \
+        > "${root}/etc/systemd/network/10-host0.network"
+    # What EC2's metadata service hands cloud-init: the instance, its default hostname, the key pair's public key.
+    local seed="${root}/var/lib/cloud/seed/nocloud"
+    mkdir -p "$seed"
+    cp "$user_data" "${seed}/user-data"
+    {
+        echo "instance-id: ${instance_id}"
+        echo "local-hostname: ip-${SUBNET//./-}-${octet}"
+        echo "public-keys:"
+        echo "  - $(cat "$public_key")"
+    } > "${seed}/meta-data"
+    echo "${MACHINE_PREFIX}${name}" > "${dir}/machine"
+}
+
+start() {
+    local state=$1 name=$2
+    local dir="${state}/hosts/${name}" machine
+    machine=$(cat "${dir}/machine")
+    if [ -f "${dir}/loop.pid" ] && kill -0 "$(cat "${dir}/loop.pid")" 2>/dev/null; then
+        die "${name} is already on"
+    fi
+    # A host that asks to reboot makes systemd-nspawn exit with 133: starting it again is the reboot. Any other
+    # exit is a power-off.
+    # shellcheck disable=SC2016 # expanded by the inner bash, from its own arguments
+    setsid bash -c '
+        while :; do
+            echo "boot $(date +%s.%N)" >> "$1/boots"
+            systemd-nspawn -q -D "$1/root" --boot --register=no --keep-unit -M "$2" --network-bridge="$3" \
+                </dev/null >>"$1/console.log" 2>&1 && rc=0 || rc=$?
+            echo "exit ${rc} $(date +%s.%N)" >> "$1/boots"
+            [ "$rc" -eq 133 ] || break
+        done' machine-loop "$dir" "$machine" "$BRIDGE" </dev/null >/dev/null 2>&1 &
+    echo $! > "${dir}/loop.pid"
+}
+
+container_pid() {
+    pgrep -P "$(cat "$1/loop.pid")" -x systemd-nspawn 2>/dev/null || true
+}
+
+# Powers a host off: SIGTERM to systemd-nspawn shuts the container down cleanly; SIGKILL pulls the plug.
+power_off() {
+    local state=$1 name=$2 signal=$3
+    local dir="${state}/hosts/${name}" loop pid
+    [ -f "${dir}/loop.pid" ] || return 0
+    loop=$(cat "${dir}/loop.pid")
+    for _ in $(seq 1 600); do
+        kill -0 "$loop" 2>/dev/null || { rm -f "${dir}/loop.pid"; return 0; }
+        pid=$(container_pid "$dir")
+        if [ -n "$pid" ]; then
+            kill "-${signal}" "$pid" 2>/dev/null || true
+        fi
+        sleep 0.1
+    done
+    die "${name} did not power off within 60s"
+}
+
+down() {
+    local state=$1 dir
+    [ -d "$state" ] || return 0
+    for dir in "${state}"/hosts/*/; do
+        [ -d "$dir" ] || continue
+        power_off "$state" "$(basename "$dir")" TERM || power_off "$state" "$(basename "$dir")" KILL || true
+        umount "${dir}root" 2>/dev/null || true
+    done
+    if [ -f "${state}/mirror.pid" ]; then
+        kill "$(cat "${state}/mirror.pid")" 2>/dev/null || true
+        rm -f "${state}/mirror.pid"
+    fi
+    down_net
+}
+
+down_net() {
+    local pid link
+    for pid in $(ip netns pids "$MIRROR_NS" 2>/dev/null); do
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    ip netns del "$MIRROR_NS" 2>/dev/null || true
+    # systemd-nspawn removes its vb-* veth when the container ends; a killed one may leave it behind.
+    for link in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1); do
+        ip link del "$link" 2>/dev/null || true
+    done
+    ip link del "$BRIDGE" 2>/dev/null || true
+}
+
+# A run killed before its cleanup leaves containers, overlay mounts, the mirror and the bridge behind.
+down_stale() {
+    local pid
+    for pid in $(pgrep -f "^bash -c .*machine-loop" 2>/dev/null || true) $(pgrep -f "systemd-nspawn .* -M ${MACHINE_PREFIX}" 2>/dev/null || true); do
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    awk '$1 == "overlay" && $2 ~ /ray-cluster-e2e-/ { print $2 }' /proc/mounts | while read -r mount; do
+        umount -l "$mount" 2>/dev/null || true
+    done
+    down_net
+    if ! grep -q ' /var/tmp/ray-cluster-e2e-' /proc/mounts; then
+        rm -rf /var/tmp/ray-cluster-e2e-*
+    fi
+}
+
+wait_port() {
+    local address=$1 port=$2
+    for _ in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/${address}/${port}") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "nothing listens on ${address}:${port} after 10s"
+}
+
+case ${1:-} in
+    net) shift; net "$@" ;;
+    create) shift; create "$@" ;;
+    start) shift; start "$@" ;;
+    stop) power_off "$2" "$3" TERM ;;
+    kill) power_off "$2" "$3" KILL ;;
+    down) down "$2" ;;
+    down-stale) down_stale ;;
+    *) die "usage: see the header of $0" ;;
+esac
