@@ -94,7 +94,7 @@ async function serviceIdentity(node: string): Promise<string> {
 async function reboot(node: string): Promise<void> {
     const boots = hosts.boots(node).length;
     await onHost(node, "sudo systemctl reboot").catch(() => undefined); // the session may die with the host
-    await hosts.waitForBoot(node, boots + 1);
+    await hosts.waitForBoot(node, boots + 1, 180);
 }
 
 function dashboardStatus(token?: string): Promise<number> {
@@ -347,7 +347,7 @@ if (missing.length > 0) {
         }
         await Promise.all(NODES.map((node) => reboot(node)));
         for (const node of NODES) {
-            const { stdout } = await onHost(node, `systemctl is-system-running --wait >/dev/null || true; ` +
+            const { stdout } = await onHost(node, `timeout 120 systemctl is-system-running --wait >/dev/null || true; ` +
                 `systemctl is-enabled ${unitOf(node)} 2>&1 || true; pgrep -l -x 'raylet|gcs_server' || true`);
             assert.match(stdout.trim(), /^(disabled|.*No such file or directory.*)$/, `${node}: ${stdout}`);
         }

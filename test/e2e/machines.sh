@@ -103,21 +103,28 @@ container_pid() {
     pgrep -P "$(cat "$1/loop.pid")" -x systemd-nspawn 2>/dev/null || true
 }
 
-# Powers a host off: SIGTERM to systemd-nspawn shuts the container down cleanly; SIGKILL pulls the plug.
+# Powers a host off: SIGTERM to systemd-nspawn shuts the container down cleanly (its services get their stop
+# timeout); SIGKILL pulls the plug. A clean shutdown that takes over 120 s is cut by SIGKILL and fails.
 power_off() {
     local state=$1 name=$2 signal=$3
-    local dir="${state}/hosts/${name}" loop pid
+    local dir="${state}/hosts/${name}" loop pid="" sent=no
     [ -f "${dir}/loop.pid" ] || return 0
     loop=$(cat "${dir}/loop.pid")
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 1200); do
         kill -0 "$loop" 2>/dev/null || { rm -f "${dir}/loop.pid"; return 0; }
-        pid=$(container_pid "$dir")
-        if [ -n "$pid" ]; then
-            kill "-${signal}" "$pid" 2>/dev/null || true
+        if [ "$sent" = no ]; then
+            pid=$(container_pid "$dir")
+            if [ -n "$pid" ]; then
+                kill "-${signal}" "$pid" 2>/dev/null || true
+                sent=yes
+            fi
         fi
         sleep 0.1
     done
-    die "${name} did not power off within 60s"
+    pid=$(container_pid "$dir")
+    [ -z "$pid" ] || kill -KILL "$pid" 2>/dev/null || true
+    echo "machines.sh: ${name} did not power off within 120s; killed" >&2
+    return 1
 }
 
 down() {
@@ -178,8 +185,8 @@ case ${1:-} in
     net) shift; net "$@" ;;
     create) shift; create "$@" ;;
     start) shift; start "$@" ;;
-    stop) power_off "$2" "$3" TERM ;;
-    kill) power_off "$2" "$3" KILL ;;
+    stop) power_off "$2" "$3" TERM || exit 1 ;;
+    kill) power_off "$2" "$3" KILL || exit 1 ;;
     down) down "$2" ;;
     down-stale) down_stale ;;
     *) die "usage: see the header of $0" ;;
