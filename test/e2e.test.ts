@@ -10,6 +10,7 @@ import * as http from "node:http";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { NODE_USER_DATA } from "../src/nodes";
+import { scriptCommand } from "../src/scripts";
 import { byName, byType, Rendered, render, reveal } from "../tools/render";
 import { eventually } from "./harness/eventually";
 import { BootedHosts, missingForBootedHosts } from "./harness/machines";
@@ -258,6 +259,20 @@ if (missing.length > 0) {
         assert.equal(JSON.parse(result.stdout.trim().split("\n").pop()!).aliveNodes, 3);
         // One snapshot on purpose: what verify promises is that the user's very next `ray status` agrees.
         assert.equal((await statusNodes()).length, 3, "ray status right after verify lists every node");
+    });
+
+    test("verify fails within its bound and names the node that never joined", async () => {
+        const verify = command("ray-cluster-verify");
+        const head = hosts.address("headnode");
+        // The stack's verify script with a short bound and a node that does not exist.
+        const text = scriptCommand("verify-cluster.sh", ["--address", `${head}:6379`, "--timeout", "5",
+            "--expect", `headnode=${head}`, "--expect", "ghost-1=10.213.0.99"]);
+        const began = Date.now();
+        await assert.rejects(runOverSsh(verify, text, undefined, "verify a ghost"), (e: CommandFailed) => {
+            assert.match(e.result.stderr, /verify-cluster: error: 1 of 2 nodes did not join within 5s: ghost-1 \(10\.213\.0\.99\)/);
+            return true;
+        });
+        assert.ok((Date.now() - began) / 1000 < 60, "failed within its bound");
     });
 
     test("kill -9 of a worker's raylet: systemd brings the worker back", async () => {
