@@ -107,15 +107,22 @@ install_if_changed() {
 RAY_RUNNER=/usr/local/lib/ray-cluster/ray-node-run.sh
 RAY_SETTINGS_DIR=/etc/ray-cluster
 
-# Installs and enables UNIT (ray-head or ray-worker) from its unit text, the runner and the settings text, then
-# makes it run them: restarted when any of them or the token (RESTART=yes) changed, started when it is not
-# running, and left alone otherwise, so a re-run restarts nothing. Prints started, restarted or running.
-# Usage: ensure_ray_service UNIT UNIT_TEXT RUNNER_TEXT SETTINGS_TEXT RESTART
+# Installs and enables UNIT (ray-head or ray-worker) to run Ray from VENV at VERSION with the role's SETTINGS
+# (KEY=VALUE lines), reading the cluster token from stdin. The service is restarted when the unit, the runner, the
+# settings or the token changed, started when it is not running, and left alone otherwise, so a re-run restarts
+# nothing. Prints started, restarted or running.
+# Usage: ensure_ray_service UNIT VENV VERSION UNIT_TEXT RUNNER_TEXT SETTINGS
 ensure_ray_service() {
-    local unit=$1 unit_text=$2 runner_text=$3 settings_text=$4 restart=$5
+    local unit=$1 venv=$2 version=$3 unit_text=$4 runner_text=$5 restart=no
     local settings="${RAY_SETTINGS_DIR}/${unit}.env" unit_file="/etc/systemd/system/${unit}.service"
+    # The version is a setting too: a reinstalled Ray must restart to run.
+    local settings_text="RAY_VERSION=${version}
+RAY_VENV=${venv}
+$6"
     unit_text=${unit_text//@USER@/$(id -un)}
     unit_text=${unit_text//@SETTINGS@/$settings}
+    install_auth_token && restart=yes
+    stop_unmanaged_ray "$venv"
     install_if_changed "$RAY_RUNNER" 755 "$runner_text" && restart=yes
     # No secret in either file: the settings are addresses and paths, readable like any unit.
     install_if_changed "$settings" 644 "$settings_text" && restart=yes

@@ -28,16 +28,9 @@ if ! { [ -x "${venv}/bin/ray" ]; }; then
 fi
 
 ray_env "$venv"
-restart=no
-install_auth_token && restart=yes
-stop_unmanaged_ray "$venv"
-# The version is a setting too: a reinstalled Ray must restart to run.
-settings="RAY_VERSION=${version}
-RAY_VENV=${venv}
-RAY_NODE_IP=${node_ip}
+outcome=$(ensure_ray_service ray-head "$venv" "$version" "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "RAY_NODE_IP=${node_ip}
 RAY_PORT=${port}
-RAY_DASHBOARD_PORT=${dashboard_port}"
-outcome=$(ensure_ray_service ray-head "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "$settings" "$restart")
+RAY_DASHBOARD_PORT=${dashboard_port}")
 wait_for_service ray-head "$timeout_s" "the Ray head's GCS did not answer at ${node_ip}:${port}" \
     port_open "$node_ip" "$port"
 if [ "$outcome" = running ]; then

@@ -30,9 +30,6 @@ if ! { [ -x "${venv}/bin/ray" ]; }; then
 fi
 
 ray_env "$venv"
-restart=no
-install_auth_token && restart=yes
-stop_unmanaged_ray "$venv"
 
 deadline=$(( SECONDS + timeout_s ))
 # The bootstrap waits for the head with its own bound and message; the service would wait forever.
@@ -43,12 +40,9 @@ until port_open "${address%:*}" "${address##*:}"; do
     sleep 2
 done
 
-settings="RAY_VERSION=${version}
-RAY_VENV=${venv}
-RAY_NODE_IP=${node_ip}
+outcome=$(ensure_ray_service ray-worker "$venv" "$version" "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "RAY_NODE_IP=${node_ip}
 RAY_ADDRESS=${address}
-RAY_JOIN_TRY_SECONDS=${JOIN_TRY_SECONDS}"
-outcome=$(ensure_ray_service ray-worker "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "$settings" "$restart")
+RAY_JOIN_TRY_SECONDS=${JOIN_TRY_SECONDS}")
 wait_for_service ray-worker $(( deadline > SECONDS ? deadline - SECONDS : 1 )) "the Ray worker did not start" \
     ray_running raylet
 if [ "$outcome" = running ]; then
