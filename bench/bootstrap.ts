@@ -25,23 +25,17 @@ function stages(spans: Span[], t0: number): string {
 
 /** cloud-init's own time on a host: from its first stage's start to its last stage's end. */
 async function cloudInitSeconds(hosts: BootedHosts, node: string): Promise<number> {
-    const { stdout } = await runOverSsh({ connection: { host: hosts.address(node), user: "ubuntu", privateKey: hosts.privateKey } },
+    const { stdout } = await hosts.run(node,
         `python3 -c 'import json; v = json.load(open("/run/cloud-init/status.json"))["v1"]; ` +
         `s = [v[k] for k in ("init-local", "init", "modules-config", "modules-final") if v.get(k) and v[k].get("start")]; ` +
         `print(max(x["finished"] for x in s) - min(x["start"] for x in s))'`);
     return Number(stdout.trim());
 }
 
+/** Node ids by address of the nodes that `ray status` lists. */
 async function clusterNodes(hosts: BootedHosts): Promise<Record<string, string>> {
-    const { stdout } = await runOverSsh({ connection: { host: hosts.address("headnode"), user: "ubuntu", privateKey: hosts.privateKey } },
-        `RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
-import json, os, re, subprocess, sys, ray
-ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
-alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n["Alive"]}
-status = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "status"], capture_output=True, text=True, timeout=60).stdout.split("Pending:")[0]
-print(json.dumps({ip: node for ip, node in alive.items() if "node_" + node in status}))
-PY`);
-    return JSON.parse(stdout.trim().split("\n").pop()!);
+    const view = await hosts.clusterView();
+    return Object.fromEntries(Object.entries(view.alive).filter(([, node]) => view.listed.includes(node)));
 }
 
 async function bringUp(nodes: Record<string, number>, rebootWorker: boolean): Promise<string[]> {
@@ -81,8 +75,7 @@ async function bringUp(nodes: Record<string, number>, rebootWorker: boolean): Pr
             const before = await clusterNodes(hosts);
             const address = hosts.address("worker-1");
             const boots = hosts.boots("worker-1").length;
-            await runOverSsh({ connection: { host: address, user: "ubuntu", privateKey: hosts.privateKey } },
-                "sudo systemctl reboot").catch(() => undefined);
+            await hosts.run("worker-1", "sudo systemctl reboot").catch(() => undefined);
             await hosts.waitForBoot("worker-1", boots + 1);
             const poweredOn = hosts.boots("worker-1")[boots].started;
             const deadline = Date.now() + 300_000;

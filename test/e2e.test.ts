@@ -13,14 +13,13 @@ import { NODE_USER_DATA } from "../src/nodes";
 import { scriptCommand } from "../src/scripts";
 import { byName, byType, Rendered, render, reveal } from "../tools/render";
 import { eventually } from "./harness/eventually";
-import { BootedHosts, missingForBootedHosts } from "./harness/machines";
+import { BootedHosts, LOGIN_USER, missingForBootedHosts } from "./harness/machines";
 import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
 
 const TIMEOUT_SECONDS = 90;
 /** Bound on a node's return after a reboot or power-on: boot, Ray's start, and a worker's wait for its head. */
 const RETURN_SECONDS = 300;
 const NODES = ["headnode", "worker-1", "worker-2"];
-const LOGIN_USER = "ubuntu";
 const hosts = new BootedHosts({ headnode: 11, "worker-1": 12, "worker-2": 13 });
 let rendered: Rendered;
 const log: Array<{ name: string; start: number; end: number; stdout: string; stderr: string }> = [];
@@ -29,32 +28,12 @@ function command(name: string): CommandInputs & Record<string, any> {
     return reveal(byName(rendered, name).inputs);
 }
 
-function onHost(node: string, text: string, stdin?: string) {
-    return runOverSsh({ connection: { host: hosts.address(node), user: LOGIN_USER, privateKey: hosts.privateKey,
-        dialErrorLimit: 40 } }, text, stdin, `${node}: ${text.slice(0, 40)}`);
-}
-
-const VENV_PYTHON = "RAY_AUTH_MODE=token ~/ray-venv/bin/python";
-
-/**
- * The cluster as a user sees it from the head: the GCS node table (alive node id by address) and the node ids
- * `ray status` lists as active or idle.
- */
-async function clusterView(): Promise<{ alive: Record<string, string>; listed: string[] }> {
-    const { stdout } = await onHost("headnode", `${VENV_PYTHON} - <<'PY'
-import json, os, re, subprocess, sys, ray
-ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
-alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n["Alive"]}
-status = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "status"], capture_output=True, text=True, timeout=60).stdout
-print(json.dumps({"alive": alive, "listed": re.findall(r"\\bnode_([0-9a-f]+)", status.split("Pending:")[0])}))
-PY`);
-    return JSON.parse(stdout.trim().split("\n").pop()!);
-}
+const onHost = (node: string, text: string, stdin?: string) => hosts.run(node, text, stdin);
 
 /** Waits until every given node is alive and listed by `ray status`; returns their node ids by name. */
 async function clusterWhole(nodes = NODES, what = "every node back in ray status"): Promise<Record<string, string>> {
     return eventually({ what, timeoutSeconds: RETURN_SECONDS, intervalSeconds: 3 }, async (last) => {
-        const view = await clusterView();
+        const view = await hosts.clusterView();
         const ids = Object.fromEntries(nodes.map((node) => [node, view.alive[hosts.address(node)]]));
         const missing = nodes.filter((node) => !ids[node] || !view.listed.includes(ids[node]));
         last(`missing from ray status: ${missing.join(", ") || "none"}; listed ${view.listed.length}`);

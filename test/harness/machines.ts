@@ -7,10 +7,13 @@ import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { eventually } from "./eventually";
+import { CommandResult, runOverSsh } from "./ssh";
 
 const MACHINES_SH = path.join(__dirname, "..", "e2e", "machines.sh");
 const ROOTFS_SH = path.join(__dirname, "..", "..", "tools", "rootfs.sh");
 const SUBNET = "10.213.0";
+/** The user cloud-init creates from the image's default_user (tools/rootfs.sh), as on an Ubuntu AMI. */
+export const LOGIN_USER = "ubuntu";
 
 /** The wheelhouse the pretest fills with `pip download`; RAY_CLUSTER_WHEELHOUSE overrides it. */
 export const WHEELHOUSE = process.env.RAY_CLUSTER_WHEELHOUSE ?? path.join(__dirname, "..", "..", ".cache", "wheelhouse");
@@ -132,6 +135,27 @@ export class BootedHosts {
                 last(`${boots.length} boots`);
                 return boots.length >= count && boots[count - 1].ended === undefined ? true : undefined;
             });
+    }
+
+    /** Runs `text` on a host as the login user, waiting for SSH while the host boots. */
+    run(node: string, text: string, stdin?: string): Promise<CommandResult> {
+        return runOverSsh({ connection: { host: this.address(node), user: LOGIN_USER, privateKey: this.privateKey,
+            dialErrorLimit: 40 } }, text, stdin, `${node}: ${text.slice(0, 40)}`);
+    }
+
+    /**
+     * The cluster as a user sees it from the head: the GCS node table (alive node id by address) and the node ids
+     * `ray status` lists as active or idle.
+     */
+    async clusterView(): Promise<{ alive: Record<string, string>; listed: string[] }> {
+        const { stdout } = await this.run("headnode", `RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
+import json, os, re, subprocess, sys, ray
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n["Alive"]}
+status = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "status"], capture_output=True, text=True, timeout=60).stdout
+print(json.dumps({"alive": alive, "listed": re.findall(r"\\bnode_([0-9a-f]+)", status.split("Pending:")[0])}))
+PY`);
+        return JSON.parse(stdout.trim().split("\n").pop()!);
     }
 
     console(node: string): string {
