@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { Autostop } from "./src/autostop";
 import { clusterTags, loadConfig } from "./src/config";
 import { NodeRole } from "./src/iam";
 import { ClusterKeyPair } from "./src/keypair";
@@ -32,6 +33,7 @@ const nodes = new RayNodes(name, {
     workerCount: config.workerCount,
     headInstanceType: config.headInstanceType,
     workerInstanceType: config.workerInstanceType,
+    workerSpot: config.workerSpot,
     volumeSizeGb: config.volumeSizeGb,
     amiId: config.amiId,
     subnetId: network.subnet.id,
@@ -41,30 +43,52 @@ const nodes = new RayNodes(name, {
     bootDependencies: network.internetRoute,
     tags,
 });
+const access = {
+    connectVia: config.connectVia,
+    sshUser: config.sshUser,
+    privateKey: sshKey.privateKeyOpenssh,
+    timeoutSeconds: config.bootstrapTimeoutSeconds,
+};
 const ray = config.bootstrapRay
     ? new RayCluster(name, {
+        ...access,
         head: nodes.head,
         workers: nodes.workers,
-        connectVia: config.connectVia,
-        sshUser: config.sshUser,
-        privateKey: sshKey.privateKeyOpenssh,
         rayVersion: config.rayVersion,
         pythonInstaller: config.pythonInstaller,
         packageIndexUrl: config.packageIndexUrl,
-        timeoutSeconds: config.bootstrapTimeoutSeconds,
     })
     : undefined;
+if (ray && config.autostopIdleMinutes > 0) {
+    new Autostop(name, {
+        ...access,
+        idleMinutes: config.autostopIdleMinutes,
+        project: config.project,
+        stack: config.stack,
+        role: role.role,
+        head: nodes.head,
+        gcsAddress: pulumi.interpolate`${nodes.head.privateIp}:${GCS_PORT}`,
+        dashboardUrl: pulumi.interpolate`http://${nodes.head.privateIp}:${DASHBOARD_PORT}`,
+        rayInstall: ray.headInstall,
+        pythonInstaller: config.pythonInstaller,
+        packageIndexUrl: config.packageIndexUrl,
+    });
+}
 
 const allNodes = [nodes.head, ...nodes.workers];
 
-export const headPublicIp = nodes.head.instance.publicIp;
-export const headPrivateIp = nodes.head.instance.privateIp;
-export const workerPublicIps = nodes.workers.map((worker) => worker.instance.publicIp);
-export const workerPrivateIps = nodes.workers.map((worker) => worker.instance.privateIp);
+export const headPublicIp = nodes.head.publicIp;
+export const headPrivateIp = nodes.head.privateIp;
+export const workerPublicIps = nodes.workers.map((worker) => worker.publicIp);
+export const workerPrivateIps = nodes.workers.map((worker) => worker.privateIp);
 export const bucketNames = storage.bucketNames;
 export const sshPrivateKey = sshKey.privateKeyOpenssh;
-export const sshConfig = pulumi.all(allNodes.map((node) => node.instance.publicIp)).apply((ips) => renderSshConfig(
+export const sshConfig = pulumi.all(allNodes.map((node) => node.publicIp)).apply((ips) => renderSshConfig(
     allNodes.map((node, i) => ({ alias: node.name, hostName: ips[i] })), config.sshUser, config.sshIdentityFile));
 export const dashboardTunnel = dashboardTunnelCommand(HEAD_NODE_NAME, DASHBOARD_PORT);
 export const rayAddress = pulumi.interpolate`${headPrivateIp}:${GCS_PORT}`;
 export const rayClusterStatus = ray?.status;
+export const autostop = config.autostopIdleMinutes > 0
+    ? `stops every instance after ${config.autostopIdleMinutes} idle minutes; \`ssh ${HEAD_NODE_NAME} ray-cluster-autostop status\` ` +
+        "says when, `ray-cluster-autostop hold` keeps it up, and `pulumi up` starts it again"
+    : "off";

@@ -23,12 +23,22 @@ export const UNTAGGABLE_TYPES = new Set([
     "aws:ec2/route:Route",
     "aws:ec2/routeTableAssociation:RouteTableAssociation",
     "aws:iam/rolePolicy:RolePolicy",
+    "aws:ec2transitgateway/instanceState:InstanceState",
     "aws:s3/bucketVersioning:BucketVersioning",
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
     "aws:s3/bucketPolicy:BucketPolicy",
 ]);
+
+/** Actions that take instances down; a grant of either must name this stack's instances by tag. */
+const POWER_ACTIONS = ["ec2:StopInstances", "ec2:TerminateInstances"];
+
+/** Whether an IAM action pattern (with * and ? wildcards, case-insensitive) covers ACTION. */
+export function actionMatches(pattern: string, action: string): boolean {
+    const regex = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`, "i");
+    return regex.test(action);
+}
 
 const INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule";
 const LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule";
@@ -216,6 +226,27 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
             }
         }
     }),
+    resourcePolicy("iam-instance-stop-terminate-tag-scoped",
+        "Any grant that can stop or terminate instances is confined to this stack's instances by their tags.", (args, report) => {
+            if (!IAM_POLICY_TYPES.has(args.type)) {
+                return;
+            }
+            for (const statement of asList(parsePolicy(args.props.policy)?.Statement) as any[]) {
+                const grants = asList(statement.Action).filter((a: string) => POWER_ACTIONS.some((power) => actionMatches(a, power)));
+                if (statement.Effect !== "Allow" || grants.length === 0) {
+                    continue;
+                }
+                const equals = statement.Condition?.StringEquals ?? {};
+                const missing = [STACK_TAG, PROJECT_TAG].filter((tag) => {
+                    const value = equals[`aws:ResourceTag/${tag}`];
+                    return typeof value !== "string" || value === "" || /[*?]/.test(value);
+                });
+                if (missing.length > 0) {
+                    report(`statement ${statement.Sid ?? ""} allows ${grants.join(", ")} without a StringEquals condition ` +
+                        `on ${missing.map((tag) => `aws:ResourceTag/${tag}`).join(" and ")}: it could stop other stacks' instances`);
+                }
+            }
+        }),
     stackPolicy("iam-s3-only-on-stack-buckets",
         "S3 actions apply only to this stack's buckets, never to \"*\".", (resources, report) => {
             const buckets = new Set(resources.filter((r) => r.type === BUCKET).map((b) => b.props.bucket).filter(Boolean));

@@ -31,14 +31,6 @@ if state_matches "$marker" "$requirement"; then
 fi
 
 started=$(date +%s)
-pip_index=()
-if [ -n "$index_url" ]; then
-    pip_index=(--index-url "$index_url")
-    # pip refuses a plain-http index unless its host is trusted; the user chose this index explicitly.
-    case $index_url in
-        http://*) host=${index_url#http://}; pip_index+=(--trusted-host "${host%%[/:]*}") ;;
-    esac
-fi
 
 if [ "$installer" = uv ]; then
     # uv makes the venv and installs into it: no pip, no python3-venv, no apt, only the package index.
@@ -50,10 +42,6 @@ if [ "$installer" = uv ]; then
     if [ ! -x "${venv}/bin/python" ]; then
         "$uv" venv --quiet --python "$(command -v python3)" "$venv" || die "cannot create ${venv} with uv venv"
     fi
-    uv_index=()
-    [ -z "$index_url" ] || uv_index=(--index-url "$index_url")
-    "$uv" pip install --quiet --python "${venv}/bin/python" "${uv_index[@]}" "$requirement" \
-        || die "could not install ${requirement} from ${index_url:-PyPI} with uv"
 else
     if [ ! -x "${venv}/bin/python" ] && ! python3 -m venv "$venv" 2>/dev/null; then
         # pip needs the OS's venv support, which cloud images lack. Only this mode installs it, here rather than
@@ -65,9 +53,9 @@ else
             || die "cannot create ${venv}: python3 -m venv failed and python3-venv could not be installed (waited up to 300s for the dpkg lock)"
         python3 -m venv "$venv" || die "cannot create ${venv} with python3 -m venv"
     fi
-    "${venv}/bin/python" -m pip --disable-pip-version-check --no-input -q install "${pip_index[@]}" "$requirement" \
-        || die "could not install ${requirement} from ${index_url:-PyPI} with pip"
 fi
+venv_install "$venv" "$installer" "$index_url" "$requirement" \
+    || die "could not install ${requirement} from ${index_url:-PyPI} with ${installer}"
 
 "${venv}/bin/ray" --version >/dev/null || die "${requirement} installed, but the ray command does not run"
 printf '%s\n' "$requirement" > "$marker"

@@ -104,6 +104,26 @@ install_if_changed() {
     "${SUDO[@]}" mv -f "${target}.new" "$target"
 }
 
+# Installs REQUIREMENTS into the venv VENV with INSTALLER (uv or pip) from the package index INDEX_URL (empty:
+# PyPI). uv is the one install-ray.sh fetched. Usage: venv_install VENV INSTALLER INDEX_URL REQUIREMENT...
+venv_install() {
+    local venv=$1 installer=$2 index_url=$3
+    shift 3
+    local index=()
+    if [ -n "$index_url" ]; then
+        index=(--index-url "$index_url")
+    fi
+    if [ "$installer" = uv ]; then
+        "${RAY_STATE_DIR}/bin/uv" pip install --quiet --python "${venv}/bin/python" "${index[@]}" "$@"
+    else
+        # pip refuses a plain-http index unless its host is trusted; the user chose this index explicitly.
+        case $index_url in
+            http://*) local host=${index_url#http://}; index+=(--trusted-host "${host%%[/:]*}") ;;
+        esac
+        "${venv}/bin/python" -m pip --disable-pip-version-check --no-input -q install "${index[@]}" "$@"
+    fi
+}
+
 RAY_RUNNER=/usr/local/lib/ray-cluster/ray-node-run.sh
 RAY_SETTINGS_DIR=/etc/ray-cluster
 

@@ -49,6 +49,10 @@ export interface ClusterConfig {
     pythonInstaller: "uv" | "pip";
     /** Bound, in seconds, on each wait of the bootstrap: cloud-init, the head's GCS, the cluster check. */
     bootstrapTimeoutSeconds: number;
+    /** Minutes of continuous idleness after which the head stops every instance of the stack; 0 is off. */
+    autostopIdleMinutes: number;
+    /** Whether workers run on the spot market (persistent request, stopped when interrupted). */
+    workerSpot: boolean;
 }
 
 /** Thrown for a bad config value; a RunError so the CLI prints the message without a stack trace. */
@@ -65,6 +69,12 @@ export const DEFAULT_RAY_VERSION = "2.60.0";
 export const MAX_WORKERS = 100;
 export const MIN_VOLUME_GB = 8;
 export const MAX_VOLUME_GB = 16384;
+/** A week: a longer idle bound is no cost control, and Ray's state would not tell a week-old job from a hung one. */
+export const MAX_AUTOSTOP_MINUTES = 10080;
+/**
+ * Families EC2 offers on Dedicated Hosts only (mac*, u-* high memory): RunInstances refuses them on the spot market.
+ */
+const NO_SPOT_FAMILIES = /^(mac\d|u-|u\d)/;
 
 /**
  * Every key this program reads, with its default. Pulumi.yaml declares the same keys with the same defaults
@@ -91,6 +101,8 @@ export const CONFIG_DEFAULTS = {
     packageIndexUrl: "",
     pythonInstaller: "uv",
     bootstrapTimeoutSeconds: 600,
+    autostopIdleMinutes: 0,
+    workerSpot: false,
 };
 
 export type ConfigKey = keyof typeof CONFIG_DEFAULTS;
@@ -261,6 +273,17 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
     const packageIndexUrl = text("packageIndexUrl", /^$|^https?:\/\/[^\s'"\\]+$/,
         "an http(s) URL of a PEP 503 package index such as https://pypi.example.com/simple/, or empty for PyPI");
 
+    const autostopIdleMinutes = integer("autostopIdleMinutes", 0, MAX_AUTOSTOP_MINUTES);
+    const workerSpot = bool("workerSpot");
+    const bootstrapRay = bool("bootstrapRay");
+    if (autostopIdleMinutes > 0 && !bootstrapRay) {
+        fail("autostopIdleMinutes", "0 when bootstrapRay is false: autostop judges idleness from Ray, which is not installed");
+    }
+    if (workerSpot && NO_SPOT_FAMILIES.test(workerInstanceType)) {
+        fail("workerSpot", `false with workerInstanceType ${workerInstanceType}: EC2 runs that family on Dedicated ` +
+            "Hosts only, never on the spot market");
+    }
+
     const dashboardAllowedCidrs = cidrList("dashboardAllowedCidrs");
     if (dashboardAllowedCidrs.some((block) => block.endsWith("/0"))) {
         // Anyone who reaches the dashboard or client port can run code on the cluster.
@@ -283,12 +306,14 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
         sshUser,
         sshIdentityFile,
         bucketForceDestroy: bool("bucketForceDestroy"),
-        bootstrapRay: bool("bootstrapRay"),
+        bootstrapRay,
         rayVersion,
         connectVia: oneOf("connectVia", ["public", "private"] as const),
         packageIndexUrl,
         pythonInstaller: oneOf("pythonInstaller", ["uv", "pip"] as const),
         bootstrapTimeoutSeconds,
+        autostopIdleMinutes,
+        workerSpot,
     };
 }
 

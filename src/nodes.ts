@@ -26,6 +26,8 @@ export interface RayNodesArgs {
     headInstanceType: string;
     /** Instance type of each worker node. */
     workerInstanceType: string;
+    /** Whether workers run on the spot market; the head never does. */
+    workerSpot: boolean;
     /** Root volume size, in GB. */
     volumeSizeGb: number;
     /** AMI to boot; empty looks up the latest Canonical Ubuntu 24.04 amd64 image. */
@@ -44,13 +46,28 @@ export interface RayNodesArgs {
     tags: Record<string, string>;
 }
 
-/** One node of the cluster: its role name and its instance. */
+/** One node of the cluster: its role name, its instance and where to reach it. */
 export interface RayNode {
     /** Hostname and `Name` tag: headnode, worker-1 … */
     name: string;
     /** The EC2 instance. */
     instance: aws.ec2.Instance;
+    /** Keeps the instance running: `pulumi up` starts it again after an autostop, a manual stop or a spot stop. */
+    running: aws.ec2transitgateway.InstanceState;
+    /** The public IP the instance has now, read once it runs: a stop and start gives it a new one. */
+    publicIp: pulumi.Output<string>;
+    /** The private IP (a stop and start keeps it), known once the instance runs. */
+    privateIp: pulumi.Output<string>;
 }
+
+/**
+ * Spot workers: a persistent request whose interruption stops the worker instead of terminating it, so it keeps its
+ * disk and private IP and EC2 starts it again when capacity returns; its Ray service then starts at boot.
+ */
+export const SPOT_MARKET_OPTIONS = {
+    marketType: "spot",
+    spotOptions: { spotInstanceType: "persistent", instanceInterruptionBehavior: "stop" },
+};
 
 /** The head node and the worker nodes, identical but for their instance type and name. */
 export class RayNodes extends pulumi.ComponentResource {
@@ -74,11 +91,11 @@ export class RayNodes extends pulumi.ComponentResource {
             }, { parent: this }).id
             : pulumi.output(args.amiId);
 
-        const node = (nodeName: string, instanceType: string): RayNode => ({
-            name: nodeName,
-            instance: new aws.ec2.Instance(`${name}-${nodeName}`, {
+        const node = (nodeName: string, instanceType: string, spot: boolean): RayNode => {
+            const instance = new aws.ec2.Instance(`${name}-${nodeName}`, {
                 ami,
                 instanceType,
+                instanceMarketOptions: spot ? SPOT_MARKET_OPTIONS : undefined,
                 subnetId: args.subnetId,
                 vpcSecurityGroupIds: [args.securityGroupId],
                 keyName: args.keyName,
@@ -104,12 +121,21 @@ export class RayNodes extends pulumi.ComponentResource {
                 // Canonical publishes new images often; a looked-up AMI must not replace running nodes on the
                 // next `pulumi up`. An AMI the user pins is a deliberate choice and does replace them.
                 ignoreChanges: lookedUp ? ["ami"] : [],
-            }),
-        });
+            });
+            // With `refresh: always` (Pulumi.yaml), a stopped instance shows up as stopped and this starts it. EC2
+            // refuses to start a spot worker that it stopped itself until capacity returns; `pulumi up` then says so.
+            const running = new aws.ec2transitgateway.InstanceState(`${name}-${nodeName}-running`, {
+                instanceId: instance.id,
+                state: "running",
+            }, { parent: this });
+            // Read after the instance runs: the instance's own publicIp is empty once a refresh saw it stopped.
+            const current = aws.ec2.getInstanceOutput({ instanceId: running.instanceId }, { parent: this });
+            return { name: nodeName, instance, running, publicIp: current.publicIp, privateIp: current.privateIp };
+        };
 
-        this.head = node(HEAD_NODE_NAME, args.headInstanceType);
+        this.head = node(HEAD_NODE_NAME, args.headInstanceType, false);
         this.workers = Array.from({ length: args.workerCount },
-            (_, i) => node(workerNodeName(i + 1), args.workerInstanceType));
+            (_, i) => node(workerNodeName(i + 1), args.workerInstanceType, args.workerSpot));
 
         this.registerOutputs({
             headInstanceId: this.head.instance.id,

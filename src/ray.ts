@@ -7,31 +7,54 @@ import { scriptCommand } from "./scripts";
 import { DASHBOARD_PORT, GCS_PORT } from "./security";
 
 /** Inputs of the Ray bootstrap. */
-export interface RayClusterArgs {
+export interface RayClusterArgs extends SshAccess {
     /** The head node. */
     head: RayNode;
     /** The worker nodes. */
     workers: RayNode[];
-    /** Whether SSH goes to the nodes' public or private addresses. */
-    connectVia: ConnectVia;
-    /** Login user on the nodes. */
-    sshUser: string;
-    /** OpenSSH private key authorised on the nodes. */
-    privateKey: pulumi.Input<string>;
     /** Exact Ray release to install. */
     rayVersion: string;
     /** Python package installer on the nodes. */
     pythonInstaller: "uv" | "pip";
     /** Package index replacing PyPI; empty for PyPI. */
     packageIndexUrl: string;
-    /** Bound on each wait, in seconds: SSH, cloud-init, the head's GCS, the cluster check. */
-    timeoutSeconds: number;
 }
 
 /** Seconds SSH waits for one connection attempt; attempts repeat until the bootstrap's bound is spent. */
 export const PER_DIAL_TIMEOUT_SECONDS = 15;
 /** The longest pause of @pulumi/command's backoff between two dials (100 ms, growing by half, up to 5 s). */
 export const DIAL_RETRY_CAP_SECONDS = 5;
+
+/** How the bootstrap reaches nodes over SSH. */
+export interface SshAccess {
+    /** Whether SSH goes to the nodes' public or private addresses. */
+    connectVia: ConnectVia;
+    /** Login user on the nodes. */
+    sshUser: string;
+    /** OpenSSH private key authorised on the nodes. */
+    privateKey: pulumi.Input<string>;
+    /** Bound on each wait, in seconds, SSH's own included. */
+    timeoutSeconds: number;
+}
+
+/** The SSH connection to a node, waiting for it across the whole bound while it boots. */
+export function nodeConnection(node: RayNode, access: SshAccess): command.types.input.remote.ConnectionArgs {
+    // A booting node refuses SSH at once, and the provider waits at most DIAL_RETRY_CAP_SECONDS between dials:
+    // this many dials wait out the whole bound even then. A dial that hangs is cut by PER_DIAL_TIMEOUT_SECONDS.
+    const dialErrorLimit = Math.max(10, Math.ceil(access.timeoutSeconds / DIAL_RETRY_CAP_SECONDS));
+    return {
+        host: access.connectVia === "public" ? node.publicIp : node.privateIp,
+        user: access.sshUser,
+        privateKey: access.privateKey,
+        perDialTimeout: PER_DIAL_TIMEOUT_SECONDS,
+        dialErrorLimit,
+    };
+}
+
+/** Custom timeouts of a node command: a create may wait out several bounds; a delete, one. */
+export function commandTimeouts(timeoutSeconds: number): pulumi.CustomTimeouts {
+    return { create: `${timeoutSeconds * 3}s`, update: `${timeoutSeconds * 3}s`, delete: `${timeoutSeconds}s` };
+}
 
 /**
  * Installs Ray on every node over SSH and runs a token-authenticated cluster as systemd services, so every node
@@ -41,6 +64,8 @@ export const DIAL_RETRY_CAP_SECONDS = 5;
 export class RayCluster extends pulumi.ComponentResource {
     public readonly authToken: pulumi.Output<string>;
     public readonly verify: command.remote.Command;
+    /** The head's Ray install: what runs on the head from Ray's venv waits for it. */
+    public readonly headInstall: command.remote.Command;
     /** The verified cluster state printed by the head. */
     public readonly status: pulumi.Output<unknown>;
 
@@ -51,7 +76,7 @@ export class RayCluster extends pulumi.ComponentResource {
         const token = new random.RandomPassword(`${name}-auth-token`, { length: 48, special: false }, { parent: this });
         this.authToken = pulumi.secret(token.result);
 
-        const headIp = args.head.instance.privateIp;
+        const headIp = args.head.privateIp;
         const headAddress = pulumi.interpolate`${headIp}:${GCS_PORT}`;
         const timeout = String(args.timeoutSeconds);
         const stopRay = scriptCommand("stop-ray.sh", []);
@@ -60,19 +85,6 @@ export class RayCluster extends pulumi.ComponentResource {
             "--version", args.rayVersion, "--installer", args.pythonInstaller,
             ...(args.packageIndexUrl !== "" ? ["--index-url", args.packageIndexUrl] : []),
         ]);
-        const commandTimeouts = { create: `${args.timeoutSeconds * 3}s`, update: `${args.timeoutSeconds * 3}s`,
-            delete: `${args.timeoutSeconds}s` };
-
-        // A booting node refuses SSH at once, and the provider waits at most DIAL_RETRY_CAP_SECONDS between dials:
-        // this many dials wait out the whole bound even then. A dial that hangs is cut by PER_DIAL_TIMEOUT_SECONDS.
-        const dialErrorLimit = Math.max(10, Math.ceil(args.timeoutSeconds / DIAL_RETRY_CAP_SECONDS));
-        const connection = (node: RayNode): command.types.input.remote.ConnectionArgs => ({
-            host: args.connectVia === "public" ? node.instance.publicIp : node.instance.privateIp,
-            user: args.sshUser,
-            privateKey: args.privateKey,
-            perDialTimeout: PER_DIAL_TIMEOUT_SECONDS,
-            dialErrorLimit,
-        });
 
         const run = (
             resourceName: string,
@@ -82,23 +94,27 @@ export class RayCluster extends pulumi.ComponentResource {
             dependsOn: pulumi.Resource[],
             replaceFirst = false,
         ) => new command.remote.Command(resourceName, {
-            connection: connection(node),
+            connection: nodeConnection(node, args),
             create,
             addPreviousOutputInEnv: false,
             ...extra,
         }, {
             parent: this,
             dependsOn,
-            customTimeouts: commandTimeouts,
+            customTimeouts: commandTimeouts(args.timeoutSeconds),
             // A replaced start must stop the old Ray before the new one starts, never after it.
             deleteBeforeReplace: replaceFirst,
+            // A node that is being terminated needs no clean-up, and may be stopped and unreachable: `pulumi
+            // destroy` of a stopped cluster must not wait for SSH that never comes. Deletes still run when the
+            // command goes but the instance stays (a replaced start, bootstrapRay turned off).
+            deletedWith: node.instance,
         });
 
         const prepareAndInstall = (node: RayNode) => {
             const prefix = `${name}-${node.name}`;
             const isHead = node === args.head;
             const prepare = run(`${prefix}-prepare`, node,
-                pulumi.all([node.instance.privateIp, headIp]).apply(([ip, head]) => scriptCommand("prepare-node.sh", [
+                pulumi.all([node.privateIp, headIp]).apply(([ip, head]) => scriptCommand("prepare-node.sh", [
                     "--hostname", node.name, "--ip", ip, ...(isHead ? [] : ["--head", head]), "--timeout", timeout,
                 ])), {}, []);
             const install = run(`${prefix}-install`, node, installRay, {}, [prepare]);
@@ -107,6 +123,7 @@ export class RayCluster extends pulumi.ComponentResource {
 
         // Every install starts at once; only the starts below are ordered.
         const headSteps = prepareAndInstall(args.head);
+        this.headInstall = headSteps.install;
         const workerSteps = args.workers.map(prepareAndInstall);
 
         const headStart = run(`${headSteps.prefix}-start`, args.head,
@@ -118,7 +135,7 @@ export class RayCluster extends pulumi.ComponentResource {
             [headSteps.install], true);
 
         const workerStarts = args.workers.map((worker, i) => run(`${workerSteps[i].prefix}-start`, worker,
-            pulumi.all([worker.instance.privateIp, headAddress]).apply(([ip, address]) => scriptCommand(
+            pulumi.all([worker.privateIp, headAddress]).apply(([ip, address]) => scriptCommand(
                 "start-worker.sh",
                 ["--version", args.rayVersion, "--node-ip", ip, "--address", address, "--timeout", timeout],
             )),
@@ -127,7 +144,7 @@ export class RayCluster extends pulumi.ComponentResource {
             [workerSteps[i].install, headStart], true));
 
         const expected = pulumi.all([args.head, ...args.workers].map((node) =>
-            node.instance.privateIp.apply((ip) => `${node.name}=${ip}`)));
+            node.privateIp.apply((ip) => `${node.name}=${ip}`)));
         this.verify = run(`${name}-verify`, args.head,
             pulumi.all([headAddress, expected]).apply(([address, nodes]) => scriptCommand("verify-cluster.sh", [
                 "--address", address, "--timeout", timeout, ...nodes.flatMap((node) => ["--expect", node]),

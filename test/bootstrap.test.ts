@@ -16,7 +16,8 @@ describe("the bootstrap's command graph", () => {
         const c = (n: string) => `ray-cluster-${n}`;
         for (const node of ["headnode", "worker-1", "worker-2"]) {
             assert.ok(dependsOn(r, c(`${node}-install`), c(`${node}-prepare`)));
-            assert.ok(dependsOn(r, c(`${node}-prepare`), c(node)), "a node's commands wait for its instance");
+            assert.ok(dependsOn(r, c(`${node}-prepare`), c(`${node}-running`)), "a node's commands wait until its instance runs");
+            assert.ok(dependsOn(r, c(`${node}-running`), c(node)));
             for (const other of ["headnode", "worker-1", "worker-2"].filter((o) => o !== node)) {
                 assert.ok(!dependsOn(r, c(`${node}-install`), c(`${other}-install`)), "installs are independent");
                 assert.ok(!dependsOn(r, c(`${node}-install`), c(`${other}-start`)));

@@ -2,12 +2,14 @@ import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { policies } from "../policy/policies";
 import { checkPolicies } from "./harness/policy";
-import { byType, RegisteredResource, render } from "../tools/render";
+import { byName, byType, RegisteredResource, render, StackConfig } from "../tools/render";
 
 describe("the policy pack passes on the program", () => {
-    for (const workerCount of [2, 0, 5]) {
-        test(`workerCount ${workerCount}`, async () => {
-            const r = await render({ workerCount });
+    const configs: StackConfig[] = [{ workerCount: 2 }, { workerCount: 0 }, { workerCount: 5 },
+        { autostopIdleMinutes: 30, workerSpot: true, workerCount: 3 }];
+    for (const config of configs) {
+        test(JSON.stringify(config), async () => {
+            const r = await render(config);
             assert.equal(r.error, undefined);
             assert.deepEqual(await checkPolicies(r.resources), []);
         });
@@ -88,6 +90,13 @@ const BREAKS: Record<string, (resources: RegisteredResource[]) => RegisteredReso
         policy.inputs.policy = JSON.stringify(doc);
         return rs;
     },
+    "iam-instance-stop-terminate-tag-scoped": (rs) => {
+        const policy = first(rs, "aws:iam/rolePolicy:RolePolicy");
+        const doc = JSON.parse(policy.inputs.policy);
+        doc.Statement.push({ Sid: "StopAnything", Effect: "Allow", Action: "ec2:Stop*", Resource: "*" });
+        policy.inputs.policy = JSON.stringify(doc);
+        return rs;
+    },
     "iam-s3-only-on-stack-buckets": (rs) => {
         const policy = first(rs, "aws:iam/rolePolicy:RolePolicy");
         const doc = JSON.parse(policy.inputs.policy);
@@ -112,6 +121,24 @@ describe("each policy reports a violation when its resource is broken", () => {
             assert.ok(violations.some((v) => v.policy === name), `${name} did not fire: ${JSON.stringify(violations)}`);
         });
     }
+
+    test("autostop's own stop grant fails the pack without its tag condition, or with a wildcard tag value", async () => {
+        const r = await render({ autostopIdleMinutes: 30 });
+        for (const breakCondition of [
+            (statement: any) => delete statement.Condition,
+            (statement: any) => delete statement.Condition.StringEquals["aws:ResourceTag/ray-cluster:stack"],
+            (statement: any) => { statement.Condition.StringEquals["aws:ResourceTag/ray-cluster:stack"] = "*"; },
+        ]) {
+            const copy = structuredClone(r.resources);
+            const policy = copy.find((x) => x.name === byName(r, "ray-cluster-autostop").name)!;
+            const doc = JSON.parse(policy.inputs.policy);
+            breakCondition(doc.Statement.find((s: any) => s.Sid === "StopThisStack"));
+            policy.inputs.policy = JSON.stringify(doc);
+            const fired = (await checkPolicies(copy)).filter((v) => v.policy === "iam-instance-stop-terminate-tag-scoped");
+            assert.equal(fired.length, 1, JSON.stringify(fired));
+            assert.match(fired[0].message, /ec2:StopInstances without a StringEquals condition on aws:ResourceTag\/ray-cluster:stack/);
+        }
+    });
 
     test("a hand-made security group with an inline public Redis rule is caught by both security-group policies", async () => {
         const r = await render();

@@ -33,6 +33,8 @@ export interface RegisteredResource {
         customTimeouts?: { create: string; update: string; delete: string };
         protect: boolean;
         retainOnDelete: boolean;
+        /** URN of the resource whose deletion makes this one's delete unnecessary: the engine then skips it. */
+        deletedWith: string;
     };
 }
 
@@ -46,8 +48,13 @@ export interface RenderOptions {
     addresses?: (nodeName: string) => { privateIp: string; publicIp: string };
     /** Extra state for the tls PrivateKey (a real key for end-to-end runs). */
     privateKey?: { privateKeyOpenssh: string; publicKeyOpenssh: string };
-    /** Launches a machine for each EC2 instance (end-to-end runs), given its `Name` tag and its inputs. */
-    launchInstance?: (nodeName: string, inputs: Record<string, any>) => Promise<void>;
+    /**
+     * Launches a machine for each EC2 instance (end-to-end runs), given its `Name` tag and its inputs; may return
+     * the instance id the emulated EC2 gave it.
+     */
+    launchInstance?: (nodeName: string, inputs: Record<string, any>) => Promise<string | void>;
+    /** Brings an instance to the state an InstanceState resource asks for (end-to-end runs), given its `Name` tag. */
+    setInstanceState?: (nodeName: string, state: string) => Promise<void>;
     /** Runs a remote.Command (end-to-end runs) and returns its stdout and stderr. */
     runCommand?: (inputs: Record<string, any>, name: string) => Promise<{ stdout: string; stderr: string }>;
 }
@@ -72,9 +79,13 @@ function fakeVerifyStdout(create: string): string {
     return JSON.stringify({ address: "", expectedNodes: nodes.length, aliveNodes: nodes.length, nodes });
 }
 
+export const MOCK_REGION = "us-east-1";
+
 function outputsFor(args: pulumi.runtime.MockResourceArgs, options: RenderOptions, commandResult?: { stdout: string; stderr: string }): Record<string, any> {
     const inputs = args.inputs;
     switch (args.type) {
+        case "aws:ec2transitgateway/instanceState:InstanceState":
+            return { ...inputs, region: MOCK_REGION, force: false };
         case "aws:ec2/instance:Instance":
             return { ...inputs, ...(options.addresses ?? defaultAddresses)(inputs.tags?.Name ?? args.name), arn: `arn:aws:ec2:::instance/${args.name}` };
         case "aws:s3/bucket:Bucket":
@@ -123,18 +134,36 @@ export function reveal(value: any): any {
 }
 
 function mocks(options: RenderOptions): pulumi.runtime.Mocks {
+    /** Node name by instance id, as EC2 would answer a lookup. */
+    const nodeOf = new Map<string, string>();
     return {
         newResource: async (args) => {
-            if (args.type === "aws:ec2/instance:Instance" && options.launchInstance) {
-                await options.launchInstance(args.inputs.tags?.Name ?? args.name, reveal(args.inputs));
+            let id = `${args.name}-id`;
+            if (args.type === "aws:ec2/instance:Instance") {
+                const nodeName = args.inputs.tags?.Name ?? args.name;
+                id = (await options.launchInstance?.(nodeName, reveal(args.inputs))) || id;
+                nodeOf.set(id, nodeName);
+            }
+            if (args.type === "aws:ec2transitgateway/instanceState:InstanceState") {
+                await options.setInstanceState?.(nodeOf.get(args.inputs.instanceId) ?? args.inputs.instanceId, args.inputs.state);
             }
             const result = args.type === "command:remote:Command" && options.runCommand
                 ? await options.runCommand(reveal(args.inputs), args.name)
                 : undefined;
-            return { id: `${args.name}-id`, state: outputsFor(args, options, result) };
+            return { id, state: outputsFor(args, options, result) };
         },
         call: (args) => {
             switch (args.token) {
+                case "aws:ec2/getInstance:getInstance": {
+                    const nodeName = nodeOf.get(args.inputs.instanceId);
+                    if (!nodeName) {
+                        throw new Error(`getInstance: no instance ${args.inputs.instanceId}`);
+                    }
+                    return { id: args.inputs.instanceId, instanceId: args.inputs.instanceId, instanceState: "running",
+                        ...(options.addresses ?? defaultAddresses)(nodeName) };
+                }
+                case "aws:index/getPartition:getPartition":
+                    return { partition: "aws", dnsSuffix: "amazonaws.com", id: "aws" };
                 case "aws:index/getAvailabilityZones:getAvailabilityZones":
                     return { names: ["us-east-1a", "us-east-1b", "us-east-1c"], zoneIds: ["use1-az1", "use1-az2", "use1-az4"] };
                 case "aws:ec2/getAmi:getAmi":
@@ -182,6 +211,7 @@ export async function installMocks(options: RenderOptions): Promise<RegisteredRe
                         customTimeouts: timeouts ? { create: timeouts.getCreate(), update: timeouts.getUpdate(), delete: timeouts.getDelete() } : undefined,
                         protect: req.getProtect() ?? false,
                         retainOnDelete: req.getRetainondelete() ?? false,
+                        deletedWith: req.getDeletedwith() ?? "",
                     },
                 });
             }
