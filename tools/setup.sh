@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm test's pretest: makes a fresh Debian or Ubuntu machine ready for the whole suite. As root it installs the
 # missing tools with apt (the ssh client, shellcheck, iproute2, systemd-nspawn and debootstrap), then fills the
-# wheelhouse and builds the booted hosts' base image once. Without root it installs nothing and says what is
+# wheelhouse, installs the EC2 emulator (moto) and builds the booted hosts' base image once. Without root it installs nothing and says what is
 # missing; the end-to-end test then refuses with one line, and `npm run test:quick` needs none of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash tools/wheelhouse.sh
+bash tools/ec2-emulator.sh
 if [ "$(id -u)" -eq 0 ] && command -v debootstrap >/dev/null 2>&1; then
     echo "setup: booted-host base image at $(bash tools/rootfs.sh)"
 fi

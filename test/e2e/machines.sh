@@ -5,6 +5,7 @@
 # volume. A mirror namespace on the bridge serves the wheelhouse as a PEP 503 index.
 #
 #   machines.sh net STATE_DIR WHEELHOUSE                       bridge and package mirror
+#   machines.sh ec2 STATE_DIR PYTHON EMULATOR_PY               the EC2 emulator beside the mirror (moto)
 #   machines.sh create STATE_DIR NAME OCTET BASE USER_DATA_FILE PUBLIC_KEY_FILE INSTANCE_ID
 #   machines.sh start STATE_DIR NAME                           power on; the host reboots when it asks to
 #   machines.sh stop STATE_DIR NAME                            clean power-off, waits for it
@@ -18,6 +19,7 @@ BRIDGE=rcboot0
 MIRROR_NS=rcb-mirror
 MIRROR_OCTET=2
 MIRROR_PORT=8000
+EC2_PORT=5000
 MACHINE_PREFIX=rcb-
 
 die() { echo "machines.sh: $*" >&2; exit 1; }
@@ -51,6 +53,17 @@ net() {
     echo $! > "${state}/mirror.pid"
     wait_port "${SUBNET}.${MIRROR_OCTET}" "$MIRROR_PORT"
     echo "http://${SUBNET}.${MIRROR_OCTET}:${MIRROR_PORT}/simple/" > "${state}/index-url"
+}
+
+# The EC2 API the head's autostop calls, inside the mirror's namespace: reachable from the hosts and this machine
+# through the bridge, and from nowhere else.
+ec2() {
+    local state=$1 python=$2 emulator=$3
+    ip netns exec "$MIRROR_NS" "$python" "$emulator" serve --host "${SUBNET}.${MIRROR_OCTET}" --port "$EC2_PORT" \
+        --calls "${state}/ec2-calls.jsonl" >"${state}/ec2.log" 2>&1 &
+    echo $! > "${state}/ec2.pid"
+    wait_port "${SUBNET}.${MIRROR_OCTET}" "$EC2_PORT"
+    echo "http://${SUBNET}.${MIRROR_OCTET}:${EC2_PORT}" > "${state}/ec2-endpoint"
 }
 
 create() {
@@ -128,17 +141,19 @@ power_off() {
 }
 
 down() {
-    local state=$1 dir
+    local state=$1 dir pidfile
     [ -d "$state" ] || return 0
     for dir in "${state}"/hosts/*/; do
         [ -d "$dir" ] || continue
         power_off "$state" "$(basename "$dir")" TERM || power_off "$state" "$(basename "$dir")" KILL || true
         umount "${dir}root" 2>/dev/null || true
     done
-    if [ -f "${state}/mirror.pid" ]; then
-        kill "$(cat "${state}/mirror.pid")" 2>/dev/null || true
-        rm -f "${state}/mirror.pid"
-    fi
+    for pidfile in "${state}/mirror.pid" "${state}/ec2.pid"; do
+        if [ -f "$pidfile" ]; then
+            kill "$(cat "$pidfile")" 2>/dev/null || true
+            rm -f "$pidfile"
+        fi
+    done
     down_net
 }
 
@@ -183,6 +198,7 @@ wait_port() {
 
 case ${1:-} in
     net) shift; net "$@" ;;
+    ec2) shift; ec2 "$@" ;;
     create) shift; create "$@" ;;
     start) shift; start "$@" ;;
     stop) power_off "$2" "$3" TERM || exit 1 ;;

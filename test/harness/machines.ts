@@ -6,6 +6,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { EC2_EMULATOR_PYTHON } from "./ec2-emulator";
 import { eventually } from "./eventually";
 import { CommandResult, runOverSsh } from "./ssh";
 
@@ -39,6 +40,9 @@ export function missingForBootedHosts(): string[] {
         if (!has(tool)) {
             missing.push(`${tool} (apt-get install ${pkg})`);
         }
+    }
+    if (!fs.existsSync(EC2_EMULATOR_PYTHON)) {
+        missing.push("the EC2 emulator (bash tools/ec2-emulator.sh)");
     }
     return missing;
 }
@@ -89,8 +93,11 @@ export class BootedHosts {
         this.indexUrl = fs.readFileSync(path.join(this.state, "index-url"), "utf8").trim();
     }
 
-    /** Creates and powers on a host, as EC2 launches an instance: it returns before the host has booted. */
-    launch(node: string, userData: string): void {
+    /**
+     * Creates and powers on a host, as EC2 launches an instance: it returns before the host has booted. FILES (path
+     * on the host → content) are laid into its root first, as the test's stand-in for what AWS provides a node.
+     */
+    launch(node: string, userData: string, files: Record<string, string> = {}): void {
         if (!(node in this.octets)) {
             throw new Error(`no test host for ${node}; have ${Object.keys(this.octets).join(", ")}`);
         }
@@ -99,6 +106,11 @@ export class BootedHosts {
         fs.writeFileSync(userDataFile, userData);
         execFileSync("bash", [MACHINES_SH, "create", this.state, node, String(this.octets[node]), this.base,
             userDataFile, publicKeyFile, `i-${node}-${path.basename(this.state)}`], { stdio: "inherit" });
+        for (const [file, content] of Object.entries(files)) {
+            const target = path.join(this.state, "hosts", node, "root", file);
+            fs.mkdirSync(path.dirname(target), { recursive: true });
+            fs.writeFileSync(target, content);
+        }
         this.created.add(node);
         this.powerOn(node);
     }
