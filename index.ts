@@ -30,12 +30,10 @@ const sshKey = new ClusterKeyPair(name, { tags });
 const storage = new PipelineBuckets(name, { forceDestroy: config.bucketForceDestroy, tags });
 const role = new NodeRole(name, { bucketArns: storage.bucketArns, tags });
 const nodes = new RayNodes(name, {
-    workerCount: config.workerCount,
     headInstanceType: config.headInstanceType,
-    workerInstanceType: config.workerInstanceType,
-    workerSpot: config.workerSpot,
-    volumeSizeGb: config.volumeSizeGb,
-    amiId: config.amiId,
+    headVolumeSizeGb: config.volumeSizeGb,
+    headAmiId: config.amiId,
+    groups: config.workerGroups,
     subnetId: network.subnet.id,
     securityGroupId: security.securityGroup.id,
     keyName: sshKey.keyPair.keyName,
@@ -57,6 +55,7 @@ const ray = config.bootstrapRay
         rayVersion: config.rayVersion,
         pythonInstaller: config.pythonInstaller,
         packageIndexUrl: config.packageIndexUrl,
+        headSchedulable: config.headSchedulable,
     })
     : undefined;
 if (ray && config.autostopIdleMinutes > 0) {

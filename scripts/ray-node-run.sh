@@ -3,8 +3,9 @@
 # `ray-node-run.sh worker`. It ends, and systemd starts the node afresh, whenever one of the node's Ray daemons
 # is gone: `ray start --block` exits on a crash, but not when a daemon exits cleanly, as a worker's raylet does when
 # its head went away. Settings come from the unit's EnvironmentFile: RAY_VENV and RAY_NODE_IP, plus RAY_PORT and
-# RAY_DASHBOARD_PORT on the head, or RAY_ADDRESS and RAY_JOIN_TRY_SECONDS on a worker. The token is read by Ray
-# itself from ~/.ray/auth_token.
+# RAY_DASHBOARD_PORT on the head, or RAY_ADDRESS and RAY_JOIN_TRY_SECONDS on a worker, and on any node
+# RAY_LABELS (key=value,…), RAY_NUM_CPUS and RAY_NUM_GPUS when set. The token is read by Ray itself from
+# ~/.ray/auth_token.
 set -euo pipefail
 
 role=${1:?usage: ray-node-run.sh head|worker}
@@ -12,6 +13,10 @@ role=${1:?usage: ray-node-run.sh head|worker}
 export PATH="${RAY_VENV}/bin:${PATH}" VIRTUAL_ENV=$RAY_VENV
 export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 RAY_USAGE_STATS_PROMPT_ENABLED=0
 ray=("${RAY_VENV}/bin/ray" start --block --disable-usage-stats --node-ip-address="$RAY_NODE_IP")
+# Unset means Ray's own detection: CPUs and, on GPU instances, the GPUs it finds.
+[ -z "${RAY_LABELS:-}" ] || ray+=(--labels="$RAY_LABELS")
+[ -z "${RAY_NUM_CPUS:-}" ] || ray+=(--num-cpus="$RAY_NUM_CPUS")
+[ -z "${RAY_NUM_GPUS:-}" ] || ray+=(--num-gpus="$RAY_NUM_GPUS")
 
 # Runs `ray start --block` with the given arguments and returns when it exits or when any of DAEMONS, once up,
 # is gone; either way the node is out of the cluster and the service must end.

@@ -2,13 +2,14 @@
 # Makes this node the Ray head as a systemd service (ray-head.service), enabled at boot and restarted on failure;
 # leaves a head that already runs as asked alone. The cluster token arrives on stdin. Usage:
 #   start-head.sh --version X.Y.Z --node-ip IP [--port 6379] [--dashboard-port 8265] [--timeout SECONDS] [--venv DIR]
+#       [--labels K=V,…] [--num-cpus N]
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=start-head
 RAY_UNIT_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-head.service")
 RAY_RUNNER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-node-run.sh")
 
-version="" node_ip="" port=6379 dashboard_port=8265 timeout_s=600 venv=$RAY_VENV_DEFAULT
+version="" node_ip="" port=6379 dashboard_port=8265 timeout_s=600 venv=$RAY_VENV_DEFAULT labels="" num_cpus="" num_gpus=""
 while [ $# -gt 0 ]; do
     case $1 in
         --version) version=$2; shift 2 ;;
@@ -17,6 +18,9 @@ while [ $# -gt 0 ]; do
         --dashboard-port) dashboard_port=$2; shift 2 ;;
         --timeout) timeout_s=$2; shift 2 ;;
         --venv) venv=$2; shift 2 ;;
+        --labels) labels=$2; shift 2 ;;
+        --num-cpus) num_cpus=$2; shift 2 ;;
+        --num-gpus) num_gpus=$2; shift 2 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
@@ -30,7 +34,10 @@ fi
 ray_env "$venv"
 outcome=$(ensure_ray_service ray-head "$venv" "$version" "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "RAY_NODE_IP=${node_ip}
 RAY_PORT=${port}
-RAY_DASHBOARD_PORT=${dashboard_port}")
+RAY_DASHBOARD_PORT=${dashboard_port}
+RAY_LABELS=${labels}
+RAY_NUM_CPUS=${num_cpus}
+RAY_NUM_GPUS=${num_gpus}")
 wait_for_service ray-head "$timeout_s" "the Ray head's GCS did not answer at ${node_ip}:${port}" \
     port_open "$node_ip" "$port"
 if [ "$outcome" = running ]; then

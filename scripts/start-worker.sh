@@ -3,6 +3,7 @@
 # failure, so the worker rejoins by itself; leaves a worker that already runs as asked alone. The cluster token
 # arrives on stdin. Usage:
 #   start-worker.sh --version X.Y.Z --node-ip IP --address HEAD_IP:PORT [--timeout SECONDS] [--venv DIR]
+#       [--labels K=V,…] [--num-gpus N]
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=start-worker
@@ -11,7 +12,7 @@ RAY_RUNNER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-node-run.sh")
 # Each try of the service to reach a head that is down is bounded by this; systemd then tries again.
 JOIN_TRY_SECONDS=30
 
-version="" node_ip="" address="" timeout_s=600 venv=$RAY_VENV_DEFAULT
+version="" node_ip="" address="" timeout_s=600 venv=$RAY_VENV_DEFAULT labels="" num_cpus="" num_gpus=""
 while [ $# -gt 0 ]; do
     case $1 in
         --version) version=$2; shift 2 ;;
@@ -19,6 +20,9 @@ while [ $# -gt 0 ]; do
         --address) address=$2; shift 2 ;;
         --timeout) timeout_s=$2; shift 2 ;;
         --venv) venv=$2; shift 2 ;;
+        --labels) labels=$2; shift 2 ;;
+        --num-cpus) num_cpus=$2; shift 2 ;;
+        --num-gpus) num_gpus=$2; shift 2 ;;
         *) die "unknown argument: $1" ;;
     esac
 done
@@ -42,7 +46,10 @@ done
 
 outcome=$(ensure_ray_service ray-worker "$venv" "$version" "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "RAY_NODE_IP=${node_ip}
 RAY_ADDRESS=${address}
-RAY_JOIN_TRY_SECONDS=${JOIN_TRY_SECONDS}")
+RAY_JOIN_TRY_SECONDS=${JOIN_TRY_SECONDS}
+RAY_LABELS=${labels}
+RAY_NUM_CPUS=${num_cpus}
+RAY_NUM_GPUS=${num_gpus}")
 wait_for_service ray-worker $(( deadline > SECONDS ? deadline - SECONDS : 1 )) "the Ray worker did not start" \
     ray_running raylet
 if [ "$outcome" = running ]; then

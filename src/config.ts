@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as ipaddr from "ipaddr.js";
 import * as semver from "semver";
+import { DEFAULT_GROUP, DLAMI_ROOT_SNAPSHOT_GB, GPU_DEFAULT_VOLUME_GB, HEAD_GROUP, isNvidiaGpuType, WorkerGroup } from "./groups";
 
 /** How the bootstrap reaches the nodes over SSH. */
 export type ConnectVia = "public" | "private";
@@ -53,6 +54,10 @@ export interface ClusterConfig {
     autostopIdleMinutes: number;
     /** Whether workers run on the spot market (persistent request, stopped when interrupted). */
     workerSpot: boolean;
+    /** Every worker group, the default `worker` group (workerCount × workerInstanceType) first. */
+    workerGroups: WorkerGroup[];
+    /** Whether Ray may schedule tasks and actors on the head; false starts it with --num-cpus=0. */
+    headSchedulable: boolean;
 }
 
 /** Thrown for a bad config value; a RunError so the CLI prints the message without a stack trace. */
@@ -103,7 +108,15 @@ export const CONFIG_DEFAULTS = {
     bootstrapTimeoutSeconds: 600,
     autostopIdleMinutes: 0,
     workerSpot: false,
+    workerGroups: [] as unknown[],
+    headSchedulable: true,
 };
+
+/**
+ * Keys with structured values. A Pulumi project declares config types only as strings, integers, booleans and
+ * arrays of those, so these stay out of Pulumi.yaml's declarations (a comment there names them).
+ */
+export const STRUCTURED_KEYS: readonly string[] = ["workerGroups"];
 
 export type ConfigKey = keyof typeof CONFIG_DEFAULTS;
 export const CONFIG_KEYS = Object.keys(CONFIG_DEFAULTS) as ConfigKey[];
@@ -244,6 +257,14 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
     const headInstanceType = text("headInstanceType", instanceType, "an EC2 instance type such as t3.medium");
     const workerInstanceType = text("workerInstanceType", instanceType, "an EC2 instance type such as t3.small");
 
+    const amiPattern = /^$|^ami-[0-9a-f]{8,17}$/;
+    const workerSpot = bool("workerSpot");
+    const groups = parseWorkerGroups(raw.workerGroups, (expected) => fail("workerGroups", expected), instanceType, amiPattern);
+    const totalWorkers = workerCount + groups.reduce((sum, g) => sum + g.count, 0);
+    if (totalWorkers > MAX_WORKERS) {
+        fail("workerGroups", `groups that with workerCount ${workerCount} add up to at most ${MAX_WORKERS} workers (they make ${totalWorkers})`);
+    }
+
     const [vpcCidr, vpcAddress, vpcPrefix] = cidr("vpcCidr");
     if (vpcPrefix < 16 || vpcPrefix > 28) {
         fail("vpcCidr", "an IPv4 CIDR block with a prefix from /16 to /28 (the range AWS allows for a VPC)");
@@ -254,13 +275,13 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
     }
     // AWS reserves five addresses of every subnet; the nodes need the rest.
     const usableAddresses = 2 ** (32 - subnetPrefix) - 5;
-    if (usableAddresses < workerCount + 1) {
-        fail("subnetCidr", `a subnet with room for ${workerCount + 1} nodes (it has ${usableAddresses} usable addresses)`);
+    if (usableAddresses < totalWorkers + 1) {
+        fail("subnetCidr", `a subnet with room for ${totalWorkers + 1} nodes (it has ${usableAddresses} usable addresses)`);
     }
 
     const availabilityZone = text("availabilityZone", /^$|^[a-z]{2}(-[a-z]+)+-\d[a-z]$/,
         "an availability zone such as us-east-1a, or empty for the region's first available zone");
-    const amiId = text("amiId", /^$|^ami-[0-9a-f]{8,17}$/, "an AMI id such as ami-0abcdef1234567890, or empty");
+    const amiId = text("amiId", amiPattern, "an AMI id such as ami-0abcdef1234567890, or empty");
     const sshUser = text("sshUser", /^[a-z_][a-z0-9_-]{0,31}$/, "a Unix user name such as ubuntu");
     const sshIdentityFile = text("sshIdentityFile", /^[^\s]*$/, "a file path without spaces, or empty")
         || `~/.ssh/${ctx.project}-${ctx.stack}.pem`;
@@ -274,7 +295,6 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
         "an http(s) URL of a PEP 503 package index such as https://pypi.example.com/simple/, or empty for PyPI");
 
     const autostopIdleMinutes = integer("autostopIdleMinutes", 0, MAX_AUTOSTOP_MINUTES);
-    const workerSpot = bool("workerSpot");
     const bootstrapRay = bool("bootstrapRay");
     if (autostopIdleMinutes > 0 && !bootstrapRay) {
         fail("autostopIdleMinutes", "0 when bootstrapRay is false: autostop judges idleness from Ray, which is not installed");
@@ -282,6 +302,29 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
     if (workerSpot && NO_SPOT_FAMILIES.test(workerInstanceType)) {
         fail("workerSpot", `false with workerInstanceType ${workerInstanceType}: EC2 runs that family on Dedicated ` +
             "Hosts only, never on the spot market");
+    }
+    for (const group of groups.filter((g) => g.spot && NO_SPOT_FAMILIES.test(g.instanceType))) {
+        fail("workerGroups", `group '${group.name}' field 'spot': false with instanceType ${group.instanceType}, which EC2 ` +
+            "runs on Dedicated Hosts only, never on the spot market");
+    }
+    const defaultGroup: WorkerGroup = {
+        name: DEFAULT_GROUP,
+        instanceType: workerInstanceType,
+        count: workerCount,
+        // An explicit volumeSizeGb applies to the default group as given; a GPU type gets room for its image.
+        volumeSizeGb: raw.volumeSizeGb === undefined && isNvidiaGpuType(workerInstanceType) ? GPU_DEFAULT_VOLUME_GB : volumeSizeGb,
+        amiId,
+        spot: workerSpot,
+        gpu: isNvidiaGpuType(workerInstanceType),
+    };
+    if (defaultGroup.gpu && defaultGroup.amiId === "" && defaultGroup.volumeSizeGb < DLAMI_ROOT_SNAPSHOT_GB && workerCount > 0) {
+        fail("volumeSizeGb", `at least ${DLAMI_ROOT_SNAPSHOT_GB} with workerInstanceType ${workerInstanceType}: its workers boot ` +
+            `the Deep Learning AMI, whose root snapshot is ${DLAMI_ROOT_SNAPSHOT_GB} GB`);
+    }
+    for (const group of groups.filter((g) => g.gpu && g.amiId === undefined && g.volumeSizeGb !== undefined &&
+        g.volumeSizeGb < DLAMI_ROOT_SNAPSHOT_GB)) {
+        fail("workerGroups", `group '${group.name}' field 'volumeSizeGb': at least ${DLAMI_ROOT_SNAPSHOT_GB}, since ` +
+            `${group.instanceType} boots the Deep Learning AMI, whose root snapshot is ${DLAMI_ROOT_SNAPSHOT_GB} GB (got ${group.volumeSizeGb})`);
     }
 
     const dashboardAllowedCidrs = cidrList("dashboardAllowedCidrs");
@@ -314,7 +357,95 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
         bootstrapTimeoutSeconds,
         autostopIdleMinutes,
         workerSpot,
+        workerGroups: [defaultGroup, ...groups.map((g) => ({
+            ...g,
+            volumeSizeGb: g.volumeSizeGb ?? (g.gpu ? GPU_DEFAULT_VOLUME_GB : volumeSizeGb),
+            amiId: g.amiId ?? amiId,
+        }))],
+        headSchedulable: bool("headSchedulable"),
     };
+}
+
+const GROUP_FIELDS = ["name", "instanceType", "count", "volumeSizeGb", "amiId", "spot", "gpus"];
+type ParsedGroup = Omit<WorkerGroup, "volumeSizeGb" | "amiId"> & { volumeSizeGb?: number; amiId?: string };
+
+/**
+ * Parses `workerGroups` (a JSON list, as `pulumi config set --path` stores it). Every error names the group and
+ * the field, through `fail`.
+ */
+function parseWorkerGroups(text: string | undefined, fail: (expected: string) => never, instanceType: RegExp,
+    amiPattern: RegExp): ParsedGroup[] {
+    if (text === undefined) {
+        return [];
+    }
+    let parsed: unknown;
+    try {
+        parsed = JSON.parse(text);
+    } catch {
+        parsed = undefined;
+    }
+    const shape = "a list of groups such as [{\"name\": \"gpu\", \"instanceType\": \"g5.xlarge\", \"count\": 1}]";
+    if (!Array.isArray(parsed)) {
+        return fail(shape);
+    }
+    const seen = new Set<string>();
+    return parsed.map((item, index): ParsedGroup => {
+        if (typeof item !== "object" || item === null || Array.isArray(item)) {
+            return fail(`${shape}; item ${index} is not an object`);
+        }
+        const group = item as Record<string, unknown>;
+        const label = typeof group.name === "string" && group.name !== "" ? `group '${group.name}'` : `group ${index}`;
+        const bad = (field: string, expected: string): never =>
+            fail(`${label} field '${field}': got ${JSON.stringify(group[field])}, expected ${expected}`);
+        for (const field of Object.keys(group).filter((f) => !GROUP_FIELDS.includes(f))) {
+            fail(`${label}: unknown field '${field}'; a group has ${GROUP_FIELDS.join(", ")}`);
+        }
+        const whole = (field: string, min: number, max: number, optional: boolean): number | undefined => {
+            const value = group[field];
+            if (value === undefined && optional) {
+                return undefined;
+            }
+            // A value set with `pulumi config set --path` without --type arrives as a string.
+            const number = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
+            if (typeof number !== "number" || !Number.isInteger(number) || number < min || number > max) {
+                return bad(field, `a whole number from ${min} to ${max}`);
+            }
+            return number;
+        };
+        const name = group.name;
+        if (typeof name !== "string" || !/^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$/.test(name)) {
+            return bad("name", "a lowercase name of 1 to 20 letters, digits and dashes, starting with a letter");
+        }
+        if (name === DEFAULT_GROUP || name === HEAD_GROUP) {
+            return bad("name", `a name other than '${DEFAULT_GROUP}' (the default group: workerCount, workerInstanceType) and '${HEAD_GROUP}'`);
+        }
+        if (seen.has(name)) {
+            return bad("name", "a name no other group has");
+        }
+        seen.add(name);
+        if (typeof group.instanceType !== "string" || !instanceType.test(group.instanceType)) {
+            return bad("instanceType", "an EC2 instance type such as g5.xlarge");
+        }
+        const count = whole("count", 0, MAX_WORKERS, false)!;
+        const volumeSizeGb = whole("volumeSizeGb", MIN_VOLUME_GB, MAX_VOLUME_GB, true);
+        if (group.amiId !== undefined && (typeof group.amiId !== "string" || !amiPattern.test(group.amiId))) {
+            return bad("amiId", "an AMI id such as ami-0abcdef1234567890");
+        }
+        const spotValue = group.spot === "true" ? true : group.spot === "false" ? false : group.spot;
+        if (spotValue !== undefined && typeof spotValue !== "boolean") {
+            return bad("spot", "true or false");
+        }
+        return {
+            name,
+            instanceType: group.instanceType,
+            count,
+            volumeSizeGb,
+            amiId: group.amiId === "" ? undefined : group.amiId as string | undefined,
+            spot: spotValue ?? false,
+            gpu: isNvidiaGpuType(group.instanceType),
+            gpus: whole("gpus", 0, 16, true),
+        };
+    });
 }
 
 /** Parses an IPv4 CIDR block whose host bits are all zero, the form AWS accepts. */

@@ -1,13 +1,12 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { DLAMI_SSM_PARAMETER, groupNodeName, HEAD_GROUP, WorkerGroup } from "./groups";
 
 /** Canonical's AWS account, the only publisher trusted for the default image. */
 export const CANONICAL_OWNER_ID = "099720109477";
 export const UBUNTU_2404_AMD64_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*";
 export const HEAD_NODE_NAME = "headnode";
 
-/** Name of worker `index` (1-based), as in the lab: worker-1 … worker-N. */
-export const workerNodeName = (index: number) => `worker-${index}`;
 
 /**
  * Cloud-init only keeps the hostname the bootstrap sets across reboots. It installs nothing: apt at boot would put
@@ -20,18 +19,14 @@ preserve_hostname: true
 
 /** Inputs of the cluster's EC2 instances. */
 export interface RayNodesArgs {
-    /** Number of worker nodes. */
-    workerCount: number;
     /** Instance type of the head node. */
     headInstanceType: string;
-    /** Instance type of each worker node. */
-    workerInstanceType: string;
-    /** Whether workers run on the spot market; the head never does. */
-    workerSpot: boolean;
-    /** Root volume size, in GB. */
-    volumeSizeGb: number;
-    /** AMI to boot; empty looks up the latest Canonical Ubuntu 24.04 amd64 image. */
-    amiId: string;
+    /** Root volume size of the head, in GB. */
+    headVolumeSizeGb: number;
+    /** AMI of the head; empty looks up the latest Canonical Ubuntu 24.04 amd64 image. */
+    headAmiId: string;
+    /** The worker groups, each with its type, count, disk, image and market. */
+    groups: WorkerGroup[];
     /** Subnet the nodes launch in. */
     subnetId: pulumi.Input<string>;
     /** Security group of every node. */
@@ -46,10 +41,14 @@ export interface RayNodesArgs {
     tags: Record<string, string>;
 }
 
-/** One node of the cluster: its role name, its instance and where to reach it. */
+/** One node of the cluster: its name, its group, its instance and where to reach it. */
 export interface RayNode {
-    /** Hostname and `Name` tag: headnode, worker-1 … */
+    /** Hostname and `Name` tag: headnode, worker-1 …, gpu-1 … */
     name: string;
+    /** Its worker group, or `headnode` for the head. */
+    group: string;
+    /** GPUs Ray is told the node has; undefined lets Ray detect them. */
+    gpus?: number;
     /** The EC2 instance. */
     instance: aws.ec2.Instance;
     /** Keeps the instance running: `pulumi up` starts it again after an autostop, a manual stop or a spot stop. */
@@ -69,7 +68,7 @@ export const SPOT_MARKET_OPTIONS = {
     spotOptions: { spotInstanceType: "persistent", instanceInterruptionBehavior: "stop" },
 };
 
-/** The head node and the worker nodes, identical but for their instance type and name. */
+/** The head node and the worker groups' nodes. */
 export class RayNodes extends pulumi.ComponentResource {
     public readonly head: RayNode;
     public readonly workers: RayNode[];
@@ -77,23 +76,27 @@ export class RayNodes extends pulumi.ComponentResource {
     constructor(name: string, args: RayNodesArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ray-cluster:nodes:RayNodes", name, {}, opts);
 
-        const lookedUp = args.amiId === "";
-        const ami = lookedUp
-            ? aws.ec2.getAmiOutput({
-                owners: [CANONICAL_OWNER_ID],
-                mostRecent: true,
-                filters: [
-                    { name: "name", values: [UBUNTU_2404_AMD64_NAME] },
-                    { name: "architecture", values: ["x86_64"] },
-                    { name: "virtualization-type", values: ["hvm"] },
-                    { name: "root-device-type", values: ["ebs"] },
-                ],
-            }, { parent: this }).id
-            : pulumi.output(args.amiId);
+        // Each default image is looked up once, and only when some node boots it.
+        let ubuntu: pulumi.Output<aws.ec2.GetAmiResult> | undefined;
+        const ubuntuImage = () => ubuntu ??= aws.ec2.getAmiOutput({
+            owners: [CANONICAL_OWNER_ID],
+            mostRecent: true,
+            filters: [
+                { name: "name", values: [UBUNTU_2404_AMD64_NAME] },
+                { name: "architecture", values: ["x86_64"] },
+                { name: "virtualization-type", values: ["hvm"] },
+                { name: "root-device-type", values: ["ebs"] },
+            ],
+        }, { parent: this });
+        let deepLearning: pulumi.Output<string> | undefined;
+        const deepLearningImage = () => deepLearning ??=
+            aws.ssm.getParameterOutput({ name: DLAMI_SSM_PARAMETER }, { parent: this }).value;
 
-        const node = (nodeName: string, instanceType: string, spot: boolean): RayNode => {
+        const node = (nodeName: string, group: string, instanceType: string, spot: boolean, volumeSizeGb: number,
+            amiId: string, gpu: boolean, gpus?: number): RayNode => {
+            const lookedUp = amiId === "";
             const instance = new aws.ec2.Instance(`${name}-${nodeName}`, {
-                ami,
+                ami: lookedUp ? (gpu ? deepLearningImage() : ubuntuImage().id) : amiId,
                 instanceType,
                 instanceMarketOptions: spot ? SPOT_MARKET_OPTIONS : undefined,
                 subnetId: args.subnetId,
@@ -109,16 +112,16 @@ export class RayNodes extends pulumi.ComponentResource {
                 },
                 rootBlockDevice: {
                     volumeType: "gp3",
-                    volumeSize: args.volumeSizeGb,
+                    volumeSize: volumeSizeGb,
                     encrypted: true,
                     deleteOnTermination: true,
                 },
-                tags: { ...args.tags, Name: nodeName },
-                volumeTags: { ...args.tags, Name: nodeName },
+                tags: { ...args.tags, Name: nodeName, "ray-cluster:group": group },
+                volumeTags: { ...args.tags, Name: nodeName, "ray-cluster:group": group },
             }, {
                 parent: this,
                 dependsOn: args.bootDependencies,
-                // Canonical publishes new images often; a looked-up AMI must not replace running nodes on the
+                // Canonical and AWS publish new images often; a looked-up AMI must not replace running nodes on the
                 // next `pulumi up`. An AMI the user pins is a deliberate choice and does replace them.
                 ignoreChanges: lookedUp ? ["ami"] : [],
             });
@@ -130,12 +133,12 @@ export class RayNodes extends pulumi.ComponentResource {
             }, { parent: this });
             // Read after the instance runs: the instance's own publicIp is empty once a refresh saw it stopped.
             const current = aws.ec2.getInstanceOutput({ instanceId: running.instanceId }, { parent: this });
-            return { name: nodeName, instance, running, publicIp: current.publicIp, privateIp: current.privateIp };
+            return { name: nodeName, group, gpus, instance, running, publicIp: current.publicIp, privateIp: current.privateIp };
         };
 
-        this.head = node(HEAD_NODE_NAME, args.headInstanceType, false);
-        this.workers = Array.from({ length: args.workerCount },
-            (_, i) => node(workerNodeName(i + 1), args.workerInstanceType, args.workerSpot));
+        this.head = node(HEAD_NODE_NAME, HEAD_GROUP, args.headInstanceType, false, args.headVolumeSizeGb, args.headAmiId, false);
+        this.workers = args.groups.flatMap((g) => Array.from({ length: g.count }, (_, i) =>
+            node(groupNodeName(g.name, i + 1), g.name, g.instanceType, g.spot, g.volumeSizeGb, g.amiId, g.gpu, g.gpus)));
 
         this.registerOutputs({
             headInstanceId: this.head.instance.id,

@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { ConnectVia } from "./config";
 import { RayNode } from "./nodes";
+import { GROUP_LABEL } from "./groups";
 import { scriptCommand } from "./scripts";
 import { DASHBOARD_PORT, GCS_PORT } from "./security";
 
@@ -18,6 +19,8 @@ export interface RayClusterArgs extends SshAccess {
     pythonInstaller: "uv" | "pip";
     /** Package index replacing PyPI; empty for PyPI. */
     packageIndexUrl: string;
+    /** Whether Ray may schedule work on the head; false gives the head no CPUs to offer. */
+    headSchedulable: boolean;
 }
 
 /** Seconds SSH waits for one connection attempt; attempts repeat until the bootstrap's bound is spent. */
@@ -130,6 +133,9 @@ export class RayCluster extends pulumi.ComponentResource {
             headIp.apply((ip) => scriptCommand("start-head.sh", [
                 "--version", args.rayVersion, "--node-ip", ip,
                 "--port", String(GCS_PORT), "--dashboard-port", String(DASHBOARD_PORT), "--timeout", timeout,
+                "--labels", `${GROUP_LABEL}=${args.head.group}`,
+                // Ray's advice for large clusters: no tasks or actors on the head, which runs the GCS and dashboard.
+                ...(args.headSchedulable ? [] : ["--num-cpus", "0"]),
             ])),
             { stdin: this.authToken, delete: stopRay },
             [headSteps.install], true);
@@ -137,7 +143,9 @@ export class RayCluster extends pulumi.ComponentResource {
         const workerStarts = args.workers.map((worker, i) => run(`${workerSteps[i].prefix}-start`, worker,
             pulumi.all([worker.privateIp, headAddress]).apply(([ip, address]) => scriptCommand(
                 "start-worker.sh",
-                ["--version", args.rayVersion, "--node-ip", ip, "--address", address, "--timeout", timeout],
+                ["--version", args.rayVersion, "--node-ip", ip, "--address", address, "--timeout", timeout,
+                    "--labels", `${GROUP_LABEL}=${worker.group}`,
+                    ...(worker.gpus !== undefined ? ["--num-gpus", String(worker.gpus)] : [])],
             )),
             // A new head instance is a new cluster: every worker must leave the old one and join it.
             { stdin: this.authToken, delete: stopRay, triggers: [args.head.instance.id] },
@@ -152,10 +160,23 @@ export class RayCluster extends pulumi.ComponentResource {
             // Re-check whenever any node's Ray was (re)started.
             { triggers: [headStart.id, ...workerStarts.map((start) => start.id)] },
             [headStart, ...workerStarts]);
-        this.status = this.verify.stdout.apply((stdout) => JSON.parse(lastLine(stdout)) as unknown);
+        const groupOf = new Map([args.head, ...args.workers].map((node) => [node.name, node.group]));
+        this.status = this.verify.stdout.apply((stdout) => withGroups(JSON.parse(lastLine(stdout)), groupOf));
 
         this.registerOutputs({ status: this.status });
     }
+}
+
+/** The verified status with its nodes counted per group: how many each group expects and how many are alive. */
+function withGroups(status: { nodes?: Array<{ name: string; alive: boolean }> }, groupOf: Map<string, string>): unknown {
+    const groups: Record<string, { expected: number; alive: number; nodes: string[] }> = {};
+    for (const node of status.nodes ?? []) {
+        const group = groups[groupOf.get(node.name) ?? "unknown"] ??= { expected: 0, alive: 0, nodes: [] };
+        group.expected += 1;
+        group.alive += node.alive ? 1 : 0;
+        group.nodes.push(node.name);
+    }
+    return { ...status, groups };
 }
 
 function lastLine(text: string): string {

@@ -49,8 +49,8 @@ describe("the bootstrap's command graph", () => {
         assert.equal(install.inputs.connection.dialErrorLimit, 60);
         assert.equal(install.inputs.connection.perDialTimeout, 15);
         assert.equal(install.options.customTimeouts?.create, "900s");
-        assert.match(byName(r, "ray-cluster-worker-2-start").inputs.create, /--address 10\.0\.1\.10:6379 --timeout 300$/);
-        assert.match(byName(r, "ray-cluster-headnode-start").inputs.create, /--node-ip 10\.0\.1\.10 --port 6379 --dashboard-port 8265 --timeout 300$/);
+        assert.match(byName(r, "ray-cluster-worker-2-start").inputs.create, /--address 10\.0\.1\.10:6379 --timeout 300 --labels ray-cluster\/group=worker$/);
+        assert.match(byName(r, "ray-cluster-headnode-start").inputs.create, /--node-ip 10\.0\.1\.10 --port 6379 --dashboard-port 8265 --timeout 300 --labels ray-cluster\/group=headnode$/);
         const publicRender = await render();
         assert.equal(reveal(byName(publicRender, "ray-cluster-worker-1-install").inputs).connection.host, "198.51.100.11");
     });

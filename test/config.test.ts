@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, test } from "node:test";
 import * as yaml from "js-yaml";
-import { CONFIG_DEFAULTS, CONFIG_KEYS } from "../src/config";
+import { CONFIG_DEFAULTS, CONFIG_KEYS, STRUCTURED_KEYS } from "../src/config";
 import { render, StackConfig } from "../tools/render";
 
 const project = yaml.load(fs.readFileSync(path.join(__dirname, "..", "Pulumi.yaml"), "utf8")) as {
@@ -12,8 +12,14 @@ const project = yaml.load(fs.readFileSync(path.join(__dirname, "..", "Pulumi.yam
 
 describe("Pulumi.yaml declares the config contract", () => {
     test("every key the program reads is declared with type, default and description, and none besides", () => {
-        assert.deepEqual(Object.keys(project.config).sort(), [...CONFIG_KEYS].sort());
-        for (const key of CONFIG_KEYS) {
+        const declarable = CONFIG_KEYS.filter((key) => !STRUCTURED_KEYS.includes(key));
+        assert.deepEqual(Object.keys(project.config).sort(), [...declarable].sort());
+        // The structured keys cannot be declared (no object type in a project's config schema): a comment says so.
+        const text = fs.readFileSync(path.join(__dirname, "..", "Pulumi.yaml"), "utf8");
+        for (const key of STRUCTURED_KEYS) {
+            assert.match(text, new RegExp(`^# ${key} \\(structured`, "m"));
+        }
+        for (const key of declarable) {
             const declared = project.config[key];
             assert.ok(declared.description.length > 10, `${key} has a description`);
             assert.deepEqual(declared.default, CONFIG_DEFAULTS[key], `${key}: Pulumi.yaml and src/config.ts agree on the default`);
@@ -63,6 +69,27 @@ export const BAD_CONFIGS: Array<{ config: StackConfig; key: string; expected: Re
     { config: { autostopIdleMinutes: "10081" }, key: "autostopIdleMinutes", expected: /whole number from 0 to 10080/ },
     { config: { autostopIdleMinutes: "30", bootstrapRay: "false" }, key: "autostopIdleMinutes", expected: /0 when bootstrapRay is false/ },
     { config: { workerSpot: "yes" }, key: "workerSpot", expected: /true or false/ },
+    { config: { workerGroups: "gpu" }, key: "workerGroups", expected: /a list of groups such as/ },
+    { config: { workerGroups: "[1]" }, key: "workerGroups", expected: /item 0 is not an object/ },
+    { config: { workerGroups: [{ instanceType: "g5.xlarge", count: 1 }] }, key: "workerGroups", expected: /group 0 field 'name': got undefined, expected a lowercase name/ },
+    { config: { workerGroups: [{ name: "GPU", instanceType: "g5.xlarge", count: 1 }] }, key: "workerGroups", expected: /group 'GPU' field 'name': got "GPU", expected a lowercase name/ },
+    { config: { workerGroups: [{ name: "worker", instanceType: "t3.large", count: 1 }] }, key: "workerGroups", expected: /group 'worker' field 'name'.*other than 'worker'/ },
+    { config: { workerGroups: [{ name: "headnode", instanceType: "t3.large", count: 1 }] }, key: "workerGroups", expected: /other than 'worker' .* and 'headnode'/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1 }, { name: "gpu", instanceType: "g6.xlarge", count: 1 }] }, key: "workerGroups", expected: /group 'gpu' field 'name'.*no other group has/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "big gpu", count: 1 }] }, key: "workerGroups", expected: /group 'gpu' field 'instanceType': got "big gpu", expected an EC2 instance type/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "g5.xlarge" }] }, key: "workerGroups", expected: /group 'gpu' field 'count': got undefined, expected a whole number from 0 to 100/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1.5 }] }, key: "workerGroups", expected: /group 'gpu' field 'count': got 1\.5/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1, volumeSizeGb: 4 }] }, key: "workerGroups", expected: /group 'gpu' field 'volumeSizeGb': got 4, expected a whole number from 8/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1, amiId: "ubuntu" }] }, key: "workerGroups", expected: /group 'gpu' field 'amiId': got "ubuntu", expected an AMI id/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1, spot: "maybe" }] }, key: "workerGroups", expected: /group 'gpu' field 'spot': got "maybe", expected true or false/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1, gpus: -1 }] }, key: "workerGroups", expected: /group 'gpu' field 'gpus': got -1, expected a whole number from 0 to 16/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1, cuont: 2 }] }, key: "workerGroups", expected: /group 'gpu': unknown field 'cuont'/ },
+    { config: { workerGroups: [{ name: "mac", instanceType: "mac2.metal", count: 1, spot: true }] }, key: "workerGroups", expected: /group 'mac' field 'spot'.*Dedicated Hosts only/ },
+    { config: { workerCount: "60", workerGroups: [{ name: "cpu", instanceType: "c7i.large", count: 41 }] }, key: "workerGroups", expected: /at most 100 workers \(they make 101\)/ },
+    { config: { subnetCidr: "10.0.1.0/28", workerCount: "2", workerGroups: [{ name: "cpu", instanceType: "c7i.large", count: 9 }] }, key: "subnetCidr", expected: /room for 12 nodes/ },
+    { config: { headSchedulable: "no" }, key: "headSchedulable", expected: /true or false/ },
+    { config: { workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1, volumeSizeGb: 50 }] }, key: "workerGroups", expected: /group 'gpu' field 'volumeSizeGb': at least 75, since g5\.xlarge boots the Deep Learning AMI, whose root snapshot is 75 GB \(got 50\)/ },
+    { config: { volumeSizeGb: "40", workerInstanceType: "g6.xlarge" }, key: "volumeSizeGb", expected: /at least 75 with workerInstanceType g6\.xlarge/ },
     { config: { workerSpot: "true", workerInstanceType: "mac2.metal" }, key: "workerSpot", expected: /Dedicated Hosts only, never on the spot market/ },
     { config: { workerSpot: "true", workerInstanceType: "u-6tb1.112xlarge" }, key: "workerSpot", expected: /mac|Dedicated Hosts/ },
     { config: { rayVersion: "latest" }, key: "rayVersion", expected: /exact Ray release/ },

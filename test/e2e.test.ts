@@ -7,22 +7,68 @@
 import * as assert from "node:assert/strict";
 import * as fs from "node:fs";
 import * as http from "node:http";
+import { spawn } from "node:child_process";
 import * as path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { NODE_USER_DATA } from "../src/nodes";
 import { scriptCommand } from "../src/scripts";
 import { byName, byType, Rendered, render, reveal } from "../tools/render";
 import { eventually } from "./harness/eventually";
+import { destroyPlan } from "./harness/destroy";
+import { Ec2Emulator } from "./harness/ec2-emulator";
 import { BootedHosts, LOGIN_USER, missingForBootedHosts } from "./harness/machines";
 import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
 
 const TIMEOUT_SECONDS = 90;
 /** Bound on a node's return after a reboot or power-on: boot, Ray's start, and a worker's wait for its head. */
 const RETURN_SECONDS = 300;
-const NODES = ["headnode", "worker-1", "worker-2"];
-const hosts = new BootedHosts({ headnode: 11, "worker-1": 12, "worker-2": 13 });
+/** The head, one worker of the default group, and one of a second group declared GPU-bearing (`--num-gpus 1`). */
+const NODES = ["headnode", "worker-1", "gpu-1"];
+const GROUP_OF: Record<string, string> = { headnode: "headnode", "worker-1": "worker", "gpu-1": "gpu" };
+const hosts = new BootedHosts({ headnode: 11, "worker-1": 12, "gpu-1": 13 });
+const ec2 = new Ec2Emulator();
+/** The stack's config in this test; autostop's idle bound is its shortest, one minute. */
+const STACK_CONFIG = {
+    bootstrapTimeoutSeconds: TIMEOUT_SECONDS,
+    autostopIdleMinutes: 1,
+    workerCount: 1,
+    // The test hosts have no GPU: the group says it has one, as a user may to cap or fake what Ray detects.
+    workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1, gpus: 1 }],
+};
+/** How often the head checks for idleness here: the stack's timer says every minute; a drop-in makes it 15 s. */
+const CHECK_SECONDS = 15;
+/** Instance ids the emulated EC2 gave each node, and one instance of another stack that autostop must leave alone. */
+const instanceIds: Record<string, string> = {};
+let otherStackInstance = "";
 let rendered: Rendered;
 const log: Array<{ name: string; start: number; end: number; stdout: string; stderr: string }> = [];
+
+/**
+ * What AWS gives the head and the test replaces: the EC2 endpoint and credentials (instead of the instance
+ * profile), a check every 15 s, and a hold until the autostop tests, so that the reboot tests run undisturbed.
+ */
+function headTestFiles(): Record<string, string> {
+    return {
+        "etc/systemd/system/ray-autostop.service.d/ec2-emulator.conf": "[Service]\n" +
+            `Environment=AWS_ENDPOINT_URL=${ec2.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n`,
+        // One empty assignment resets all of the timer's triggers, of every kind; then both are set again.
+        "etc/systemd/system/ray-autostop.timer.d/test-interval.conf":
+            `[Timer]\nOnActiveSec=\nOnActiveSec=${CHECK_SECONDS}s\nOnUnitActiveSec=${CHECK_SECONDS}s\n`,
+        "var/lib/ray-cluster/autostop-hold": "held by the end-to-end test until its autostop tests\n",
+    };
+}
+
+/** The autostop verdicts the head's journal holds since UNIX_SECONDS: when, and what the check said. */
+async function autostopVerdicts(since: number): Promise<Array<{ at: number; message: string }>> {
+    const { stdout } = await onHost("headnode",
+        `journalctl -u ray-autostop.service --no-pager -o short-unix --since @${Math.floor(since)}`);
+    return stdout.split("\n").map((line) => /^(\d+\.\d+) \S+ ([^:]+): (.*)$/.exec(line))
+        .filter((m): m is RegExpExecArray => m !== null && !/^systemd/.test(m[2]))
+        .map((m) => ({ at: Number(m[1]), message: m[3] }))
+        .filter((v) => /^(busy|idle|held|stopping|workers)/.test(v.message));
+}
+
+const sleep = (seconds: number) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
 
 function command(name: string): CommandInputs & Record<string, any> {
     return reveal(byName(rendered, name).inputs);
@@ -100,15 +146,18 @@ if (missing.length > 0) {
 
     before(async () => {
         hosts.up();
+        ec2.start(hosts.state);
+        otherStackInstance = ec2.runInstance({ "ray-cluster:project": "ray-cluster", "ray-cluster:stack": "other", Name: "headnode" });
         const t0 = Date.now();
-        rendered = await render({
-            packageIndexUrl: hosts.indexUrl,
-            bootstrapTimeoutSeconds: TIMEOUT_SECONDS,
-        }, {
+        rendered = await render({ ...STACK_CONFIG, packageIndexUrl: hosts.indexUrl }, {
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
             privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
-            // Creating an instance powers on a machine with the instance's own user data, as EC2 does.
-            launchInstance: async (node, inputs) => hosts.launch(node, inputs.userData),
+            // Creating an instance registers it with EC2 and powers on a machine with its own user data, as EC2 does.
+            launchInstance: async (node, inputs) => {
+                instanceIds[node] = ec2.runInstance(inputs.tags);
+                hosts.launch(node, inputs.userData, node === "headnode" ? headTestFiles() : {});
+                return instanceIds[node];
+            },
             runCommand: async (inputs, name) => {
                 const start = Date.now() - t0;
                 const result = await runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name);
@@ -153,10 +202,10 @@ if (missing.length > 0) {
         const at = (name: string) => log.find((e) => e.name === `ray-cluster-${name}`)!;
         const installs = NODES.map((node) => at(`${node}-install`));
         assert.ok(Math.max(...installs.map((i) => i.start)) < Math.min(...installs.map((i) => i.end)), "installs ran in parallel");
-        for (const worker of ["worker-1", "worker-2"]) {
+        for (const worker of ["worker-1", "gpu-1"]) {
             assert.ok(at(`${worker}-start`).start >= at("headnode-start").end, `${worker} starts after the head is up`);
         }
-        assert.ok(at("verify").start >= Math.max(at("worker-1-start").end, at("worker-2-start").end));
+        assert.ok(at("verify").start >= Math.max(at("worker-1-start").end, at("gpu-1-start").end));
     });
 
     test("each host got its hostname, resolvable through its own /etc/hosts", async () => {
@@ -192,6 +241,43 @@ if (missing.length > 0) {
         assertSmokeRanEverywhere(await smokeJob());
     });
 
+    test("every node carries its group as a Ray label, and rayClusterStatus counts the nodes of each group", async () => {
+        const { stdout } = await onHost("headnode", `RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
+import json, ray
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+print(json.dumps({n["NodeManagerAddress"]: {"labels": n.get("Labels", {}), "gpus": n["Resources"].get("GPU", 0)}
+                  for n in ray.nodes() if n["Alive"]}))
+PY`);
+        const seen = JSON.parse(stdout.trim().split("\n").pop()!);
+        for (const node of NODES) {
+            assert.equal(seen[hosts.address(node)]?.labels["ray-cluster/group"], GROUP_OF[node], `${node}: ${stdout}`);
+            assert.equal(seen[hosts.address(node)].gpus, node === "gpu-1" ? 1 : 0, `${node}'s GPUs`);
+        }
+        const groups = rendered.outputs.rayClusterStatus.groups as Record<string, { expected: number; alive: number }>;
+        assert.deepEqual(Object.fromEntries(Object.entries(groups).map(([g, v]) => [g, [v.expected, v.alive]])),
+            { headnode: [1, 1], worker: [1, 1], gpu: [1, 1] });
+    });
+
+    test("a task pinned to a group runs only on its nodes, and a num_gpus=1 task only on the GPU group", async () => {
+        const { stdout } = await onHost("headnode", `RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
+import json, socket, ray
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+where = ray.remote(lambda: socket.gethostname())
+def hosts(task, n):
+    return sorted(set(ray.get([task.remote() for _ in range(n)])))
+print(json.dumps({
+    "pinned": {g: hosts(where.options(num_cpus=0.5, label_selector={"ray-cluster/group": g}), 12) for g in ("worker", "gpu")},
+    "gpu": hosts(where.options(num_gpus=1), 6),
+    "spread": hosts(where.options(num_cpus=0.5, scheduling_strategy="SPREAD"), 30),
+}))
+PY`);
+        const placed = JSON.parse(stdout.trim().split("\n").pop()!);
+        assert.deepEqual(placed.pinned, { worker: ["worker-1"], gpu: ["gpu-1"] });
+        assert.deepEqual(placed.gpu, ["gpu-1"]);
+        // Unpinned work does reach every node, so the pinning above is the selector's doing.
+        assert.deepEqual(placed.spread, [...NODES].sort());
+    });
+
     test("re-running a node's install and start is a fast no-op that restarts nothing", async () => {
         const install = command("ray-cluster-worker-1-install");
         const again = await runOverSsh(install, install.create!, undefined, "install again");
@@ -216,9 +302,9 @@ if (missing.length > 0) {
     });
 
     test("verify waits until a late worker shows in `ray status`, not just in the GCS node table", async () => {
-        const worker = command("ray-cluster-worker-2-start");
-        await runOverSsh(worker, worker.delete!, undefined, "worker-2 leaves");
-        await eventually({ what: "worker-2 gone from ray status", timeoutSeconds: 90 }, async (last) => {
+        const worker = command("ray-cluster-gpu-1-start");
+        await runOverSsh(worker, worker.delete!, undefined, "gpu-1 leaves");
+        await eventually({ what: "gpu-1 gone from ray status", timeoutSeconds: 90 }, async (last) => {
             const nodes = await statusNodes();
             last(`${nodes.length} nodes listed`);
             return nodes.length === 2 ? true : undefined;
@@ -230,11 +316,11 @@ if (missing.length > 0) {
             return result;
         });
         await new Promise((resolve) => setTimeout(resolve, 5000));
-        assert.equal(verifyEnded, 0, "verify reported success while worker-2 was away");
-        await runOverSsh(worker, worker.create!, worker.stdin, "worker-2 rejoins");
+        assert.equal(verifyEnded, 0, "verify reported success while gpu-1 was away");
+        await runOverSsh(worker, worker.create!, worker.stdin, "gpu-1 rejoins");
         const rejoined = Date.now();
         const result = await verifying;
-        assert.ok(verifyEnded >= rejoined, "verify returned only after worker-2 started again");
+        assert.ok(verifyEnded >= rejoined, "verify returned only after gpu-1 started again");
         assert.equal(JSON.parse(result.stdout.trim().split("\n").pop()!).aliveNodes, 3);
         // One snapshot on purpose: what verify promises is that the user's very next `ray status` agrees.
         assert.equal((await statusNodes()).length, 3, "ray status right after verify lists every node");
@@ -280,7 +366,7 @@ if (missing.length > 0) {
             last(`worker-1 is ${now["worker-1"]}`);
             return now["worker-1"] !== before["worker-1"] ? now : undefined;
         });
-        assert.equal(ids["worker-2"], before["worker-2"], "worker-2 was untouched");
+        assert.equal(ids["gpu-1"], before["gpu-1"], "gpu-1 was untouched");
         const { stdout } = await onHost("worker-1", "hostname; journalctl --list-boots --no-pager | tail -n +2 | wc -l");
         assert.deepEqual(stdout.trim().split("\n"), ["worker-1", "2"]);
         assert.equal(log.length, ran, "no bootstrap command ran again");
@@ -313,7 +399,7 @@ if (missing.length > 0) {
         const { stdout } = await onHost("worker-1", "journalctl -u ray-worker --no-pager -o cat | grep 'did not answer within' | tail -1");
         assert.match(stdout, new RegExp(`GCS at ${hosts.address("headnode").replace(/\./g, "\\.")}:6379 did not answer within 30s; trying again`));
         assert.ok(tries >= 2);
-        for (const node of ["worker-1", "worker-2"]) {
+        for (const node of ["worker-1", "gpu-1"]) {
             hosts.powerOff(node);
         }
         for (const node of NODES) {
@@ -322,6 +408,134 @@ if (missing.length > 0) {
         await clusterWhole(NODES, "the cluster whole again after every node was stopped and started");
         assertSmokeRanEverywhere(await smokeJob());
         assert.equal(log.length, ran, "no bootstrap command ran again");
+    });
+
+    test("autostop runs on the head as a timer, with its settings and no secret, held by the test's flag", async () => {
+        const token = command("ray-cluster-headnode-start").stdin!;
+        const { stdout } = await onHost("headnode", "systemctl is-enabled ray-autostop.timer; systemctl is-active ray-autostop.timer; " +
+            "systemctl show -p TimersMonotonic ray-autostop.timer; cat /etc/ray-cluster/autostop.env; ray-cluster-autostop status");
+        assert.match(stdout, /^enabled\nactive\n/);
+        // A first check after the timer starts, then one after each check: a boot-relative time would never fire.
+        assert.match(stdout, /^TimersMonotonic=\{ OnActiveUSec=15s ;/m);
+        assert.match(stdout, /^TimersMonotonic=\{ OnUnitActiveUSec=15s ;/m);
+        const analysis = (await onHost("headnode", "systemd-analyze verify ray-autostop.timer ray-autostop.service 2>&1 || echo \"exit $?\"")).stdout;
+        assert.deepEqual(analysis.split("\n").filter((line) => line.trim() !== "" && !/ray-head\.service.*Unknown key/.test(line)), []);
+        for (const line of ["IDLE_MINUTES=1", "REGION=us-east-1", "PROJECT=ray-cluster", "STACK=dev",
+            `HEAD_INSTANCE_ID=${instanceIds.headnode}`, `GCS_ADDRESS=${hosts.address("headnode")}:6379`]) {
+            assert.ok(stdout.split("\n").includes(line), `settings lack ${line}: ${stdout}`);
+        }
+        assert.match(stdout, /after 1 idle minutes\nheld: held by the end-to-end test/);
+        assert.ok(!stdout.includes(token));
+        const verdicts = await eventually({ what: "a held verdict in the journal", timeoutSeconds: 90, intervalSeconds: 5 },
+            async () => (await autostopVerdicts(0)).filter((v) => v.message.startsWith("held:")).length > 0 || undefined);
+        assert.ok(verdicts);
+        assert.deepEqual(ec2.calls(), [], "nothing was stopped while held");
+    });
+
+    test("a running job keeps the cluster up past the idle bound", async () => {
+        const { stdout } = await onHost("headnode", "RAY_AUTH_MODE=token ~/ray-venv/bin/ray job submit --no-wait " +
+            "--address http://127.0.0.1:8265 -- python -c 'import time; time.sleep(90)' && ray-cluster-autostop release");
+        const job = /'(raysubmit_\w+)'/.exec(stdout)?.[1];
+        assert.ok(job, stdout);
+        const released = Date.now() / 1000;
+        // No SSH session while the job runs: the job alone must keep the cluster up.
+        await sleep(95);
+        const during = (await autostopVerdicts(released)).filter((v) => v.at < released + 85);
+        assert.ok(during.length >= 4, `${during.length} checks during the job: ${JSON.stringify(during)}`);
+        for (const v of during) {
+            assert.match(v.message, new RegExp(`^busy: .*job ${job} (PENDING|RUNNING)`), JSON.stringify(v));
+        }
+        assert.deepEqual(ec2.calls(), [], "a busy cluster was stopped");
+    });
+
+    test("an open SSH session on the head, such as a dashboard tunnel, keeps the cluster up", async () => {
+        const tunnel = spawn("ssh", ["-N", "-i", path.join(hosts.state, "id_ed25519"), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-L", "18265:127.0.0.1:8265",
+            `${LOGIN_USER}@${hosts.address("headnode")}`], { stdio: "ignore" });
+        try {
+            await eventually({ what: "the dashboard through the tunnel", timeoutSeconds: 30 }, async () =>
+                new Promise<true | undefined>((resolve) => {
+                    http.get({ host: "127.0.0.1", port: 18265, path: "/", timeout: 5000 }, (res) => {
+                        res.resume();
+                        resolve(true);
+                    }).on("error", () => resolve(undefined));
+                }));
+            const opened = Date.now() / 1000;
+            await sleep(80);
+            const during = (await autostopVerdicts(opened)).filter((v) => v.at < opened + 78);
+            assert.ok(during.length >= 4, `${during.length} checks with the tunnel open`);
+            for (const v of during) {
+                assert.match(v.message, /^busy: .*\b1 SSH sessions open on the head/, JSON.stringify(v));
+            }
+            assert.deepEqual(ec2.calls(), [], "the cluster was stopped under an open session");
+        } finally {
+            tunnel.kill();
+        }
+    });
+
+    test("an idle cluster stops this stack's instances through EC2, workers first and the head last", async () => {
+        const idleFrom = Date.now() / 1000;
+        // Watched from here without SSH, which would count as a session.
+        const stops = await eventually({ what: "autostop stopping the head", timeoutSeconds: 60 * 3, intervalSeconds: 2 },
+            async (last) => {
+                const calls = ec2.calls().filter((c) => c.action === "StopInstances");
+                last(JSON.stringify(calls));
+                return calls.some((c) => c.instanceIds.includes(instanceIds.headnode)) ? calls : undefined;
+            });
+        // Played as EC2 would: the stopped instances power off, workers first.
+        for (const node of ["worker-1", "gpu-1", "headnode"]) {
+            hosts.powerOff(node);
+        }
+        const workers = [instanceIds["worker-1"], instanceIds["gpu-1"]].sort();
+        assert.deepEqual(stops.slice(0, 2).map((c) => c.instanceIds), [workers, [instanceIds.headnode]]);
+        assert.ok(stops[0].at < stops[1].at);
+        assert.ok(stops[1].at - idleFrom >= 60, `stopped ${stops[1].at - idleFrom}s after the last session, before the idle bound`);
+        const states = ec2.states();
+        for (const node of NODES) {
+            assert.equal(states[instanceIds[node]].state, "stopped", node);
+        }
+        assert.equal(states[otherStackInstance].state, "running", "another stack's instance was left alone");
+        assert.ok(ec2.calls().every((c) => !c.instanceIds.includes(otherStackInstance)));
+    });
+
+    test("pulumi up after the stop starts every instance, and the cluster is whole and verified", async () => {
+        const upLog: string[] = [];
+        const up = await render({ ...STACK_CONFIG, packageIndexUrl: hosts.indexUrl }, {
+            addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
+            privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
+            // The instances exist; refresh finds them stopped, and each instance state starts its own.
+            launchInstance: async (node) => instanceIds[node],
+            setInstanceState: async (node, state) => {
+                assert.equal(state, "running");
+                if (ec2.states()[instanceIds[node]].state === "stopped") {
+                    ec2.startInstance(instanceIds[node]);
+                    hosts.powerOn(node);
+                }
+            },
+            runCommand: async (inputs, name) => {
+                upLog.push(name);
+                return runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, `up: ${name}`);
+            },
+        });
+        assert.equal(up.error, undefined, String(up.error?.stack));
+        assert.equal(up.outputs.rayClusterStatus.aliveNodes, 3);
+        assert.equal(up.outputs.headPublicIp, hosts.address("headnode"));
+        const started = ec2.calls().filter((c) => c.action === "StartInstances").flatMap((c) => c.instanceIds).sort();
+        assert.deepEqual(started, NODES.map((node) => instanceIds[node]).sort());
+        assert.ok(upLog.includes("ray-cluster-verify"));
+        await clusterWhole(NODES, "the cluster whole after pulumi up started it");
+        assertSmokeRanEverywhere(await smokeJob());
+    });
+
+    test("turning autostop off removes the head's timer, command and settings, and nothing checks any more", async () => {
+        const autostop = command("ray-cluster-headnode-autostop");
+        assert.match((await runOverSsh(autostop, autostop.delete!, undefined, "autostop off")).stdout, /autostop off/);
+        const { stdout } = await onHost("headnode", "systemctl is-enabled ray-autostop.timer 2>&1 || true; " +
+            "ls /etc/ray-cluster/autostop.env /usr/local/bin/ray-cluster-autostop 2>&1 || true");
+        assert.match(stdout, /No such file|not-found|disabled/);
+        assert.doesNotMatch(stdout, /^\/usr\/local\/bin\/ray-cluster-autostop$/m);
+        assert.match((await runOverSsh(autostop, autostop.delete!, undefined, "autostop off again")).stdout, /autostop off/,
+            "the delete is idempotent");
     });
 
     test("the token never appears in any command's output", () => {
@@ -333,7 +547,7 @@ if (missing.length > 0) {
     });
 
     test("the delete commands stop and disable Ray, workers before the head, and no reboot brings it back", async () => {
-        for (const node of ["worker-1", "worker-2", "headnode"]) {
+        for (const node of ["worker-1", "gpu-1", "headnode"]) {
             const start = command(`ray-cluster-${node}-start`);
             const { stdout } = await runOverSsh(start, start.delete!, undefined, `${node} delete`);
             assert.match(stdout, new RegExp(`${unitOf(node)}\\.service stopped and disabled`));
@@ -360,6 +574,25 @@ if (missing.length > 0) {
     test("every command the stack registered was replayed", () => {
         const registered = byType(rendered, "command:remote:Command").map((r) => r.name).sort();
         assert.deepEqual(log.map((e) => e.name).sort(), registered);
-        assert.equal(registered.length, 3 * 3 + 1);
+        assert.equal(registered.length, 3 * 3 + 2);
+    });
+
+    test("destroy with every host stopped ends at once: the engine skips the node commands' deletes", async () => {
+        for (const node of NODES) {
+            hosts.powerOff(node);
+        }
+        const plan = destroyPlan(rendered.resources);
+        const commands = byType(rendered, "command:remote:Command");
+        assert.deepEqual(plan.skipped.map((r) => r.name).sort(), commands.map((r) => r.name).sort());
+        // Whatever delete would still run must not dial the stopped hosts and wait out the bootstrap's bound.
+        const began = Date.now();
+        for (const resource of plan.deletes.filter((r) => r.type === "command:remote:Command")) {
+            const inputs = reveal(resource.inputs) as CommandInputs & { delete?: string };
+            if (inputs.delete) {
+                await runOverSsh(inputs, inputs.delete, undefined, `${resource.name} delete`);
+            }
+        }
+        assert.ok((Date.now() - began) / 1000 < 5, "destroy waited on stopped hosts");
+        assert.ok(plan.deletes.some((r) => r.type === "aws:ec2/instance:Instance"), "the instances themselves go");
     });
 });

@@ -6,7 +6,10 @@ import { byName, byType, RegisteredResource, render, StackConfig } from "../tool
 
 describe("the policy pack passes on the program", () => {
     const configs: StackConfig[] = [{ workerCount: 2 }, { workerCount: 0 }, { workerCount: 5 },
-        { autostopIdleMinutes: 30, workerSpot: true, workerCount: 3 }];
+        { autostopIdleMinutes: 30, workerSpot: true, workerCount: 3 },
+        // Every instance of every group passes the instance policies.
+        { workerCount: 1, headSchedulable: false, workerGroups: [{ name: "cpu", instanceType: "c7i.large", count: 2, spot: true },
+            { name: "gpu", instanceType: "g5.xlarge", count: 1, volumeSizeGb: 200 }] }];
     for (const config of configs) {
         test(JSON.stringify(config), async () => {
             const r = await render(config);

@@ -81,6 +81,23 @@ describe("npm run plan", () => {
         assert.match(result.stdout, /^ {2}1\. ray-cluster-headnode-prepare @ 198\.51\.100\.10: prepare-node\.sh --hostname headnode/m);
         assert.match(result.stdout, /^ {2}3\. ray-cluster-headnode-start @ .*start-head\.sh --version 2\.60\.0/m);
         assert.match(result.stdout, /^ {2}5\. ray-cluster-verify @ /m);
+        assert.match(result.stdout, /^autostop: off$/m);
+    });
+
+    test("a stack file with autostop and spot workers shows the setting, the spot options and the timer command", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-plan-"));
+        try {
+            fs.writeFileSync(path.join(dir, "Pulumi.cost.yaml"),
+                "config:\n  ray-cluster:autostopIdleMinutes: 30\n  ray-cluster:workerSpot: true\n");
+            const result = run(path.join(dir, "Pulumi.cost.yaml"));
+            assert.equal(result.status, 0, result.stderr);
+            assert.match(result.stdout, /^autostop: stops every instance after 30 idle minutes/m);
+            assert.match(result.stdout, /ray-cluster-worker-1 \(worker-1\) .*instanceMarketOptions=\{"marketType":"spot","spotOptions":\{"instanceInterruptionBehavior":"stop","spotInstanceType":"persistent"\}\}/);
+            assert.doesNotMatch(result.stdout, /ray-cluster-headnode \(headnode\) .*instanceMarketOptions/);
+            assert.match(result.stdout, /^ {2}\d\. ray-cluster-headnode-autostop @ 198\.51\.100\.10: install-autostop\.sh --idle-minutes 30 --region us-east-1 --project ray-cluster --stack cost /m);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
     });
 
     test("a bad config in a stack file fails with the config error", () => {

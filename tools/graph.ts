@@ -49,7 +49,8 @@ const KEY_PROPERTIES: Record<string, string[]> = {
     "aws:ec2/route:Route": ["destinationCidrBlock"],
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ["ipProtocol", "fromPort", "toPort", "cidrIpv4"],
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": ["ipProtocol", "cidrIpv4"],
-    "aws:ec2/instance:Instance": ["instanceType", "ami"],
+    "aws:ec2/instance:Instance": ["instanceType", "ami", "instanceMarketOptions"],
+    "aws:ec2transitgateway/instanceState:InstanceState": ["state"],
     "aws:s3/bucket:Bucket": ["forceDestroy"],
     "tls:index/privateKey:PrivateKey": ["algorithm"],
 };

@@ -8,7 +8,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { render, reveal, StackConfig } from "./render";
+import { RegisteredResource, render, reveal, StackConfig } from "./render";
 import { diffGraphs, diffText, planText } from "./graph";
 
 /** Reads the `config:` of a Pulumi stack file; its stack name comes from Pulumi.<stack>.yaml. */
@@ -16,8 +16,9 @@ export function readStackFile(file: string): { stack: string; config: StackConfi
     const doc = (yaml.load(fs.readFileSync(file, "utf8")) ?? {}) as { config?: Record<string, unknown> };
     const config: StackConfig = {};
     for (const [key, value] of Object.entries(doc.config ?? {})) {
-        if (typeof value === "object" && value !== null && !Array.isArray(value)) {
-            throw new Error(`${file}: ${key} is encrypted or structured; plan takes plain values only`);
+        // A secret is stored as {secure: ciphertext}; without the stack's passphrase there is nothing to plan with.
+        if (JSON.stringify(value).includes('"secure":')) {
+            throw new Error(`${file}: ${key} is encrypted; plan takes plain values only`);
         }
         config[key] = value as StackConfig[string];
     }
@@ -35,6 +36,16 @@ async function renderFile(file: string, stackOverride?: string) {
     return rendered;
 }
 
+/** One line per group: its nodes and their instance type, the head first. */
+function nodesByGroup(resources: RegisteredResource[]): string[] {
+    const groups = new Map<string, string[]>();
+    for (const r of resources.filter((x) => x.type === "aws:ec2/instance:Instance")) {
+        const group = r.inputs.tags?.["ray-cluster:group"] ?? "?";
+        groups.set(group, [...(groups.get(group) ?? []), `${r.inputs.tags?.Name} (${r.inputs.instanceType})`]);
+    }
+    return ["nodes by group:", ...[...groups].map(([group, nodes]) => `  ${group}: ${nodes.join(", ")}`)];
+}
+
 async function main(args: string[]): Promise<string> {
     if (args[0] === "--diff" && args.length === 3) {
         const before = await renderFile(args[1]);
@@ -42,7 +53,9 @@ async function main(args: string[]): Promise<string> {
         return diffText(diffGraphs(before.resources, after.resources));
     }
     if (args.length === 1 && !args[0].startsWith("-")) {
-        return planText((await renderFile(args[0])).resources, reveal);
+        const rendered = await renderFile(args[0]);
+        return [`autostop: ${rendered.outputs.autostop}`, ...nodesByGroup(rendered.resources),
+            planText(rendered.resources, reveal)].join("\n");
     }
     throw new Error("usage: npm run plan -- STACK_FILE | npm run plan -- --diff STACK_FILE_A STACK_FILE_B");
 }

@@ -67,10 +67,17 @@ export interface Rendered {
 }
 
 export function defaultAddresses(nodeName: string): { privateIp: string; publicIp: string } {
-    const index = nodeName === "headnode" ? 0 : Number(nodeName.replace("worker-", ""));
-    const third = Math.floor((10 + index) / 250);
-    const fourth = (10 + index) % 250;
-    return { privateIp: `10.0.${1 + third}.${fourth}`, publicIp: `198.51.${100 + third}.${fourth}` };
+    const [, group, number] = /^(.*)-(\d+)$/.exec(nodeName) ?? [nodeName, nodeName, "0"];
+    if (nodeName === "headnode" || group === "worker") {
+        const index = nodeName === "headnode" ? 0 : Number(number);
+        const third = Math.floor((10 + index) / 250);
+        const fourth = (10 + index) % 250;
+        return { privateIp: `10.0.${1 + third}.${fourth}`, publicIp: `198.51.${100 + third}.${fourth}` };
+    }
+    // Other groups get a block of their own, chosen by name, so that adding a group moves no other node.
+    const block = 10 + [...group].reduce((h, c) => (h * 31 + c.charCodeAt(0)) % 200, 7);
+    const fourth = 10 + Number(number);
+    return { privateIp: `10.0.${block}.${fourth}`, publicIp: `203.0.${block}.${fourth}` };
 }
 
 /** A stable, fake cluster status, shaped like verify-cluster.sh's output. */
@@ -80,6 +87,9 @@ function fakeVerifyStdout(create: string): string {
 }
 
 export const MOCK_REGION = "us-east-1";
+/** The Deep Learning AMI the mocked SSM parameter names, and the size of its root snapshot. */
+export const MOCK_DLAMI_ID = "ami-0d1a0123456789abc";
+export const MOCK_DLAMI_SNAPSHOT_GB = 75;
 
 function outputsFor(args: pulumi.runtime.MockResourceArgs, options: RenderOptions, commandResult?: { stdout: string; stderr: string }): Record<string, any> {
     const inputs = args.inputs;
@@ -166,8 +176,16 @@ function mocks(options: RenderOptions): pulumi.runtime.Mocks {
                     return { partition: "aws", dnsSuffix: "amazonaws.com", id: "aws" };
                 case "aws:index/getAvailabilityZones:getAvailabilityZones":
                     return { names: ["us-east-1a", "us-east-1b", "us-east-1c"], zoneIds: ["use1-az1", "use1-az2", "use1-az4"] };
-                case "aws:ec2/getAmi:getAmi":
-                    return { id: "ami-0123456789abcdef0", name: "ubuntu-noble-24.04-amd64-server-20261101" };
+                case "aws:ec2/getAmi:getAmi": {
+                    const byId = (args.inputs.filters ?? []).find((f: { name: string }) => f.name === "image-id");
+                    return byId
+                        ? { id: byId.values[0], name: "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20261101",
+                            rootDeviceName: "/dev/sda1", blockDeviceMappings: [{ deviceName: "/dev/sda1", ebs: { volume_size: String(MOCK_DLAMI_SNAPSHOT_GB) } }] }
+                        : { id: "ami-0123456789abcdef0", name: "ubuntu-noble-24.04-amd64-server-20261101",
+                            rootDeviceName: "/dev/sda1", blockDeviceMappings: [{ deviceName: "/dev/sda1", ebs: { volume_size: "8" } }] };
+                }
+                case "aws:ssm/getParameter:getParameter":
+                    return { name: args.inputs.name, value: MOCK_DLAMI_ID, type: "String", version: 1 };
                 default:
                     throw new Error(`unexpected invoke ${args.token}`);
             }
@@ -176,7 +194,7 @@ function mocks(options: RenderOptions): pulumi.runtime.Mocks {
 }
 
 /** Stack config as `pulumi config set` would store it: strings, lists as JSON. */
-export type StackConfig = Record<string, string | number | boolean | string[]>;
+export type StackConfig = Record<string, string | number | boolean | string[] | Record<string, unknown>[]>;
 
 export function toConfigStrings(config: StackConfig): Record<string, string> {
     return Object.fromEntries(Object.entries(config).map(([key, value]) => [
