@@ -52,8 +52,6 @@ export interface ClusterConfig {
     bootstrapTimeoutSeconds: number;
     /** Minutes of continuous idleness after which the head stops every instance of the stack; 0 is off. */
     autostopIdleMinutes: number;
-    /** Whether workers run on the spot market (persistent request, stopped when interrupted). */
-    workerSpot: boolean;
     /** Every worker group, the default `worker` group (workerCount × workerInstanceType) first. */
     workerGroups: WorkerGroup[];
     /** Whether Ray may schedule tasks and actors on the head; false starts it with --num-cpus=0. */
@@ -225,12 +223,7 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
         if (value === undefined) {
             return [...(CONFIG_DEFAULTS[key] as string[])];
         }
-        let parsed: unknown;
-        try {
-            parsed = JSON.parse(value);
-        } catch {
-            parsed = undefined;
-        }
+        const parsed = parseJson(value);
         const expected = 'a JSON list of IPv4 CIDR blocks such as ["203.0.113.0/24"]';
         if (!Array.isArray(parsed) || !parsed.every((item) => typeof item === "string")) {
             return fail(key, expected);
@@ -356,7 +349,6 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
         pythonInstaller: oneOf("pythonInstaller", ["uv", "pip"] as const),
         bootstrapTimeoutSeconds,
         autostopIdleMinutes,
-        workerSpot,
         workerGroups: [defaultGroup, ...groups.map((g) => ({
             ...g,
             volumeSizeGb: g.volumeSizeGb ?? (g.gpu ? GPU_DEFAULT_VOLUME_GB : volumeSizeGb),
@@ -378,12 +370,7 @@ function parseWorkerGroups(text: string | undefined, fail: (expected: string) =>
     if (text === undefined) {
         return [];
     }
-    let parsed: unknown;
-    try {
-        parsed = JSON.parse(text);
-    } catch {
-        parsed = undefined;
-    }
+    const parsed = parseJson(text);
     const shape = "a list of groups such as [{\"name\": \"gpu\", \"instanceType\": \"g5.xlarge\", \"count\": 1}]";
     if (!Array.isArray(parsed)) {
         return fail(shape);
@@ -446,6 +433,15 @@ function parseWorkerGroups(text: string | undefined, fail: (expected: string) =>
             gpus: whole("gpus", 0, 16, true),
         };
     });
+}
+
+/** A config value parsed as JSON, as Pulumi stores lists and structured values; undefined when it is not JSON. */
+function parseJson(text: string): unknown {
+    try {
+        return JSON.parse(text) as unknown;
+    } catch {
+        return undefined;
+    }
 }
 
 /** Parses an IPv4 CIDR block whose host bits are all zero, the form AWS accepts. */
