@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { Autostop } from "./src/autostop";
 import { clusterTags, loadConfig } from "./src/config";
+import { placeInExistingNetwork } from "./src/existing-network";
 import { NodeRole } from "./src/iam";
 import { ClusterKeyPair } from "./src/keypair";
 import { Network } from "./src/network";
@@ -10,84 +11,117 @@ import { ClusterSecurity, DASHBOARD_PORT, GCS_PORT } from "./src/security";
 import { dashboardTunnelCommand, renderSshConfig } from "./src/sshconfig";
 import { PipelineBuckets } from "./src/storage";
 
-const config = loadConfig();
-const tags = clusterTags(config);
-const name = config.project;
+// A function, so that a given VPC's subnets are looked up and checked before any resource is registered.
+export = async () => {
+    const config = loadConfig();
+    const tags = clusterTags(config);
+    const name = config.project;
+    const privateWorkers = config.workerNetwork === "private";
 
-const network = new Network(name, {
-    vpcCidr: config.vpcCidr,
-    subnetCidr: config.subnetCidr,
-    availabilityZone: config.availabilityZone,
-    tags,
-});
-const security = new ClusterSecurity(name, {
-    vpcId: network.vpc.id,
-    sshAllowedCidrs: config.sshAllowedCidrs,
-    dashboardAllowedCidrs: config.dashboardAllowedCidrs,
-    tags,
-});
-const sshKey = new ClusterKeyPair(name, { tags });
-const storage = new PipelineBuckets(name, { forceDestroy: config.bucketForceDestroy, tags });
-const role = new NodeRole(name, { bucketArns: storage.bucketArns, tags });
-const nodes = new RayNodes(name, {
-    headInstanceType: config.headInstanceType,
-    headVolumeSizeGb: config.volumeSizeGb,
-    headAmiId: config.amiId,
-    groups: config.workerGroups,
-    subnetId: network.subnet.id,
-    securityGroupId: security.securityGroup.id,
-    keyName: sshKey.keyPair.keyName,
-    instanceProfileName: role.instanceProfile.name,
-    bootDependencies: network.internetRoute,
-    tags,
-});
-const access = {
-    connectVia: config.connectVia,
-    sshUser: config.sshUser,
-    privateKey: sshKey.privateKeyOpenssh,
-    timeoutSeconds: config.bootstrapTimeoutSeconds,
-};
-const ray = config.bootstrapRay
-    ? new RayCluster(name, {
-        ...access,
-        head: nodes.head,
-        workers: nodes.workers,
-        rayVersion: config.rayVersion,
-        pythonInstaller: config.pythonInstaller,
-        packageIndexUrl: config.packageIndexUrl,
-        headSchedulable: config.headSchedulable,
-    })
-    : undefined;
-if (ray && config.autostopIdleMinutes > 0) {
-    new Autostop(name, {
-        ...access,
-        idleMinutes: config.autostopIdleMinutes,
-        project: config.project,
-        stack: config.stack,
-        role: role.role,
-        head: nodes.head,
-        gcsAddress: pulumi.interpolate`${nodes.head.privateIp}:${GCS_PORT}`,
-        dashboardUrl: pulumi.interpolate`http://${nodes.head.privateIp}:${DASHBOARD_PORT}`,
-        rayInstall: ray.headInstall,
-        pythonInstaller: config.pythonInstaller,
-        packageIndexUrl: config.packageIndexUrl,
+    const placement = config.existingNetwork
+        ? await placeInExistingNetwork(config.existingNetwork, {
+            namespace: config.project,
+            connectVia: config.connectVia,
+            workersNeedInternet: config.bootstrapRay && config.packageIndexUrl === "",
+        })
+        : new Network(name, {
+            vpcCidr: config.vpcCidr,
+            subnetCidr: config.subnetCidr,
+            availabilityZone: config.availabilityZone,
+            privateWorkers: privateWorkers ? { cidrBlock: config.privateSubnetCidr, natGateway: config.natGateway } : undefined,
+            tags,
+        }).placement;
+    const security = new ClusterSecurity(name, {
+        vpcId: placement.vpcId,
+        sshAllowedCidrs: config.sshAllowedCidrs,
+        dashboardAllowedCidrs: config.dashboardAllowedCidrs,
+        privateWorkers,
+        tags,
     });
-}
+    const sshKey = new ClusterKeyPair(name, { tags });
+    const storage = new PipelineBuckets(name, { forceDestroy: config.bucketForceDestroy, tags });
+    const role = new NodeRole(name, { bucketArns: storage.bucketArns, tags });
+    const nodes = new RayNodes(name, {
+        headInstanceType: config.headInstanceType,
+        headVolumeSizeGb: config.volumeSizeGb,
+        headAmiId: config.amiId,
+        groups: config.workerGroups,
+        headSubnetId: placement.headSubnetId,
+        workerSubnetId: placement.workerSubnetId,
+        privateWorkers,
+        headSecurityGroupIds: security.headSecurityGroupIds,
+        workerSecurityGroupIds: security.workerSecurityGroupIds,
+        keyName: sshKey.keyPair.keyName,
+        instanceProfileName: role.instanceProfile.name,
+        headBootDependencies: placement.headBootDependencies,
+        workerBootDependencies: placement.workerBootDependencies,
+        tags,
+    });
+    const access = {
+        connectVia: config.connectVia,
+        sshUser: config.sshUser,
+        privateKey: sshKey.privateKeyOpenssh,
+        timeoutSeconds: config.bootstrapTimeoutSeconds,
+        jumpHost: privateWorkers ? nodes.head : undefined,
+    };
+    const ray = config.bootstrapRay
+        ? new RayCluster(name, {
+            ...access,
+            head: nodes.head,
+            workers: nodes.workers,
+            rayVersion: config.rayVersion,
+            pythonInstaller: config.pythonInstaller,
+            packageIndexUrl: config.packageIndexUrl,
+            headSchedulable: config.headSchedulable,
+        })
+        : undefined;
+    if (ray && config.autostopIdleMinutes > 0) {
+        new Autostop(name, {
+            ...access,
+            idleMinutes: config.autostopIdleMinutes,
+            project: config.project,
+            stack: config.stack,
+            role: role.role,
+            head: nodes.head,
+            gcsAddress: pulumi.interpolate`${nodes.head.privateIp}:${GCS_PORT}`,
+            dashboardUrl: pulumi.interpolate`http://${nodes.head.privateIp}:${DASHBOARD_PORT}`,
+            rayInstall: ray.headInstall,
+            pythonInstaller: config.pythonInstaller,
+            packageIndexUrl: config.packageIndexUrl,
+        });
+    }
 
-const allNodes = [nodes.head, ...nodes.workers];
+    const allNodes = [nodes.head, ...nodes.workers];
+    // Private workers are reached by their private address through the head, as the bootstrap reaches them.
+    const sshHosts = pulumi.all(allNodes.map((node) => pulumi.all([node.publicIp, node.privateIp]))).apply((ips) =>
+        allNodes.map((node, i) => {
+            const throughHead = privateWorkers && node !== nodes.head;
+            const [publicIp, privateIp] = ips[i];
+            return {
+                alias: node.name,
+                hostName: throughHead || config.connectVia === "private" ? privateIp : publicIp,
+                proxyJump: throughHead ? HEAD_NODE_NAME : undefined,
+            };
+        }));
+    const headPrivateIp = nodes.head.privateIp;
 
-export const headPublicIp = nodes.head.publicIp;
-export const headPrivateIp = nodes.head.privateIp;
-export const workerPublicIps = nodes.workers.map((worker) => worker.publicIp);
-export const workerPrivateIps = nodes.workers.map((worker) => worker.privateIp);
-export const bucketNames = storage.bucketNames;
-export const sshPrivateKey = sshKey.privateKeyOpenssh;
-export const sshConfig = pulumi.all(allNodes.map((node) => node.publicIp)).apply((ips) => renderSshConfig(
-    allNodes.map((node, i) => ({ alias: node.name, hostName: ips[i] })), config.sshUser, config.sshIdentityFile));
-export const dashboardTunnel = dashboardTunnelCommand(HEAD_NODE_NAME, DASHBOARD_PORT);
-export const rayAddress = pulumi.interpolate`${headPrivateIp}:${GCS_PORT}`;
-export const rayClusterStatus = ray?.status;
-export const autostop = config.autostopIdleMinutes > 0
-    ? `stops every instance after ${config.autostopIdleMinutes} idle minutes; \`ssh ${HEAD_NODE_NAME} ray-cluster-autostop status\` ` +
-        "says when, `ray-cluster-autostop hold` keeps it up, and `pulumi up` starts it again"
-    : "off";
+    return {
+        headPublicIp: nodes.head.publicIp,
+        headPrivateIp,
+        workerPublicIps: privateWorkers ? [] : nodes.workers.map((worker) => worker.publicIp),
+        workerPrivateIps: nodes.workers.map((worker) => worker.privateIp),
+        workerNetwork: privateWorkers
+            ? `private: workers have no public IP; reach them through ${HEAD_NODE_NAME} (sshConfig's ProxyJump)`
+            : "public",
+        bucketNames: storage.bucketNames,
+        sshPrivateKey: sshKey.privateKeyOpenssh,
+        sshConfig: sshHosts.apply((hosts) => renderSshConfig(hosts, config.sshUser, config.sshIdentityFile)),
+        dashboardTunnel: dashboardTunnelCommand(HEAD_NODE_NAME, DASHBOARD_PORT),
+        rayAddress: pulumi.interpolate`${headPrivateIp}:${GCS_PORT}`,
+        rayClusterStatus: ray?.status,
+        autostop: config.autostopIdleMinutes > 0
+            ? `stops every instance after ${config.autostopIdleMinutes} idle minutes; \`ssh ${HEAD_NODE_NAME} ray-cluster-autostop status\` ` +
+                "says when, `ray-cluster-autostop hold` keeps it up, and `pulumi up` starts it again"
+            : "off",
+    };
+};

@@ -44,6 +44,9 @@ const INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 const LEGACY_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule";
 const SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup";
 const INSTANCE = "aws:ec2/instance:Instance";
+/** The instance tag that names a node's group, and the head's group. */
+const GROUP_TAG = "ray-cluster:group";
+const HEAD_GROUP_VALUE = "headnode";
 const BUCKET = "aws:s3/bucket:Bucket";
 const IAM_POLICY_TYPES = new Set(["aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy", "aws:iam/userPolicy:UserPolicy",
     "aws:iam/groupPolicy:GroupPolicy"]);
@@ -163,6 +166,20 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
             const found = USER_DATA_NETWORK.filter(([pattern]) => pattern.test(userData)).map(([, what]) => what);
             if (found.length > 0) {
                 report(`userData needs the network at boot: ${found.join(", ")}; install from the bootstrap instead`);
+            }
+        }),
+    stackPolicy("private-workers-no-public-ip",
+        "A worker outside the head's subnet is a private worker (workerNetwork private): it has no public IP, so " +
+        "nothing on the internet can reach it except through the head.", (resources, report) => {
+            const instances = resources.filter((r) => r.type === INSTANCE);
+            const head = instances.find((r) => r.props.tags?.[GROUP_TAG] === HEAD_GROUP_VALUE);
+            for (const worker of instances.filter((r) => r !== head)) {
+                const subnet = worker.props.subnetId;
+                const elsewhere = typeof subnet === "string" && typeof head?.props.subnetId === "string" && subnet !== head.props.subnetId;
+                if (elsewhere && worker.props.associatePublicIpAddress !== false) {
+                    report(`${worker.props.tags?.Name ?? worker.name} sits in a private subnet (${subnet}) but does not set ` +
+                        "associatePublicIpAddress to false", worker.urn);
+                }
             }
         }),
     stackPolicy("bucket-versioning-enabled", "Every bucket has versioning enabled.", (resources, report) => {

@@ -6,6 +6,19 @@ import { DEFAULT_GROUP, DLAMI_ROOT_SNAPSHOT_GB, GPU_DEFAULT_VOLUME_GB, HEAD_GROU
 /** How the bootstrap reaches the nodes over SSH. */
 export type ConnectVia = "public" | "private";
 
+/** Where workers live: beside the head in its public subnet, or in a private subnet reached only through the head. */
+export type WorkerNetwork = "public" | "private";
+
+/** An existing VPC the cluster is placed in, instead of a network of its own. */
+export interface ExistingNetwork {
+    /** The VPC. */
+    vpcId: string;
+    /** The head's subnet, which routes to an internet gateway unless connectVia is private. */
+    subnetId: string;
+    /** The workers' subnet with workerNetwork private; empty puts them in subnetId. */
+    privateSubnetId: string;
+}
+
 /** The validated, fully defaulted settings of one stack. Everything downstream takes plain values from here. */
 export interface ClusterConfig {
     /** Pulumi project name, used in tags and resource names. */
@@ -56,6 +69,14 @@ export interface ClusterConfig {
     workerGroups: WorkerGroup[];
     /** Whether Ray may schedule tasks and actors on the head; false starts it with --num-cpus=0. */
     headSchedulable: boolean;
+    /** Whether workers sit in the head's public subnet, or in a private one reached only through the head. */
+    workerNetwork: WorkerNetwork;
+    /** IPv4 CIDR of the private subnet (workerNetwork private, own network only). */
+    privateSubnetCidr: string;
+    /** Whether private workers reach the internet through a NAT gateway (workerNetwork private, own network only). */
+    natGateway: boolean;
+    /** The existing VPC and subnets the cluster goes into; undefined builds a network of its own. */
+    existingNetwork?: ExistingNetwork;
 }
 
 /** Thrown for a bad config value; a RunError so the CLI prints the message without a stack trace. */
@@ -108,6 +129,12 @@ export const CONFIG_DEFAULTS = {
     workerSpot: false,
     workerGroups: [] as unknown[],
     headSchedulable: true,
+    workerNetwork: "public",
+    privateSubnetCidr: "10.0.2.0/24",
+    natGateway: true,
+    vpcId: "",
+    subnetId: "",
+    privateSubnetId: "",
 };
 
 /**
@@ -258,6 +285,10 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
         fail("workerGroups", `groups that with workerCount ${workerCount} add up to at most ${MAX_WORKERS} workers (they make ${totalWorkers})`);
     }
 
+    const workerNetwork = oneOf("workerNetwork", ["public", "private"] as const);
+    const privateWorkers = workerNetwork === "private";
+    // First: in a given VPC the network keys below are not this stack's to set.
+    const existingNetwork = parseExistingNetwork(raw, fail, privateWorkers);
     const [vpcCidr, vpcAddress, vpcPrefix] = cidr("vpcCidr");
     if (vpcPrefix < 16 || vpcPrefix > 28) {
         fail("vpcCidr", "an IPv4 CIDR block with a prefix from /16 to /28 (the range AWS allows for a VPC)");
@@ -266,10 +297,26 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
     if (subnetPrefix < vpcPrefix || subnetPrefix > 28 || !subnetAddress.match(vpcAddress, vpcPrefix)) {
         fail("subnetCidr", `an IPv4 CIDR block inside vpcCidr ${vpcCidr}, with a prefix from /${vpcPrefix} to /28`);
     }
-    // AWS reserves five addresses of every subnet; the nodes need the rest.
-    const usableAddresses = 2 ** (32 - subnetPrefix) - 5;
-    if (usableAddresses < totalWorkers + 1) {
-        fail("subnetCidr", `a subnet with room for ${totalWorkers + 1} nodes (it has ${usableAddresses} usable addresses)`);
+    // AWS reserves five addresses of every subnet; the nodes need the rest. In private mode the public subnet holds
+    // the head and the NAT gateway, and the private one the workers.
+    const roomFor = (key: ConfigKey, prefix: number, needed: number, what: string) => {
+        const usableAddresses = 2 ** (32 - prefix) - 5;
+        if (usableAddresses < needed) {
+            fail(key, `a subnet with room for ${needed} ${what} (it has ${usableAddresses} usable addresses)`);
+        }
+    };
+    roomFor("subnetCidr", subnetPrefix, privateWorkers ? 2 : totalWorkers + 1,
+        privateWorkers ? "addresses (the head and the NAT gateway)" : "nodes");
+    const [privateSubnetCidr, privateAddress, privatePrefix] = cidr("privateSubnetCidr");
+    if (privateWorkers) {
+        if (privatePrefix < vpcPrefix || privatePrefix > 28 || !privateAddress.match(vpcAddress, vpcPrefix)) {
+            fail("privateSubnetCidr", `an IPv4 CIDR block inside vpcCidr ${vpcCidr}, with a prefix from /${vpcPrefix} to /28`);
+        }
+        if (privateAddress.match(subnetAddress, Math.min(subnetPrefix, privatePrefix))) {
+            fail("privateSubnetCidr", `an IPv4 CIDR block that does not overlap subnetCidr ${subnetCidr}, such as ` +
+                `${CONFIG_DEFAULTS.privateSubnetCidr === subnetCidr ? "10.0.3.0/24" : CONFIG_DEFAULTS.privateSubnetCidr}`);
+        }
+        roomFor("privateSubnetCidr", privatePrefix, totalWorkers, "workers");
     }
 
     const availabilityZone = text("availabilityZone", /^$|^[a-z]{2}(-[a-z]+)+-\d[a-z]$/,
@@ -320,6 +367,14 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
             `${group.instanceType} boots the Deep Learning AMI, whose root snapshot is ${DLAMI_ROOT_SNAPSHOT_GB} GB (got ${group.volumeSizeGb})`);
     }
 
+    const natGateway = bool("natGateway");
+    if (!natGateway && !privateWorkers) {
+        fail("natGateway", "true (or unset) with workerNetwork public: only private workers egress through a NAT gateway");
+    }
+    if (!natGateway && bootstrapRay && packageIndexUrl === "") {
+        fail("natGateway", "true unless packageIndexUrl is set: without a NAT gateway private workers have no internet, " +
+            "so Ray and uv must come from a package index they reach inside the network");
+    }
     const dashboardAllowedCidrs = cidrList("dashboardAllowedCidrs");
     if (dashboardAllowedCidrs.some((block) => block.endsWith("/0"))) {
         // Anyone who reaches the dashboard or client port can run code on the cluster.
@@ -355,7 +410,57 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
             amiId: g.amiId ?? amiId,
         }))],
         headSchedulable: bool("headSchedulable"),
+        workerNetwork,
+        privateSubnetCidr,
+        natGateway,
+        existingNetwork,
     };
+}
+
+/** Keys that shape a network the stack builds itself, and so mean nothing in a VPC it is given. */
+const OWN_NETWORK_KEYS: ConfigKey[] = ["vpcCidr", "subnetCidr", "privateSubnetCidr", "availabilityZone", "natGateway"];
+
+/**
+ * vpcId, subnetId and privateSubnetId: all unset builds a network, or a VPC with the subnets the workers' mode
+ * needs. Whether the subnets belong to the VPC and route where they must is asked of AWS (src/existing-network.ts).
+ */
+function parseExistingNetwork(raw: RawValues, fail: (key: ConfigKey, expected: string) => never,
+    privateWorkers: boolean): ExistingNetwork | undefined {
+    const id = (key: ConfigKey, prefix: string): string => {
+        const value = raw[key] ?? "";
+        if (!new RegExp(`^$|^${prefix}-[0-9a-f]{8,17}$`).test(value)) {
+            fail(key, `an id such as ${prefix}-0abcdef1234567890, or empty`);
+        }
+        return value;
+    };
+    const vpcId = id("vpcId", "vpc");
+    const subnetId = id("subnetId", "subnet");
+    const privateSubnetId = id("privateSubnetId", "subnet");
+    if (vpcId === "") {
+        for (const key of (["subnetId", "privateSubnetId"] as const).filter((k) => raw[k])) {
+            fail(key, "empty unless vpcId is set: the stack builds its own VPC and subnets");
+        }
+        return undefined;
+    }
+    if (subnetId === "") {
+        fail("subnetId", `the id of a subnet of ${vpcId} for the head, since vpcId is set`);
+    }
+    if (privateWorkers && privateSubnetId === "") {
+        fail("privateSubnetId", `the id of a subnet of ${vpcId} for the workers, since workerNetwork is private and vpcId is set`);
+    }
+    if (!privateWorkers && privateSubnetId !== "") {
+        fail("privateSubnetId", "empty with workerNetwork public: the workers share the head's subnet");
+    }
+    if (privateSubnetId !== "" && privateSubnetId === subnetId) {
+        fail("privateSubnetId", `a subnet other than subnetId ${subnetId}: private workers need a subnet without the head's public route`);
+    }
+    for (const key of OWN_NETWORK_KEYS) {
+        if (raw[key] !== undefined && raw[key] !== String(CONFIG_DEFAULTS[key])) {
+            fail(key, `its default (unset) with vpcId ${vpcId}: the stack builds no network in a VPC it is given, so ` +
+                "the VPC's own subnets and routes decide this");
+        }
+    }
+    return { vpcId, subnetId, privateSubnetId };
 }
 
 const GROUP_FIELDS = ["name", "instanceType", "count", "volumeSizeGb", "amiId", "spot", "gpus"];

@@ -27,16 +27,24 @@ export interface RayNodesArgs {
     headAmiId: string;
     /** The worker groups, each with its type, count, disk, image and market. */
     groups: WorkerGroup[];
-    /** Subnet the nodes launch in. */
-    subnetId: pulumi.Input<string>;
-    /** Security group of every node. */
-    securityGroupId: pulumi.Input<string>;
+    /** Subnet the head launches in, a public one. */
+    headSubnetId: pulumi.Input<string>;
+    /** Subnet the workers launch in: the head's, or a private one. */
+    workerSubnetId: pulumi.Input<string>;
+    /** Whether workers are private: launched without a public IP, whatever their subnet's default. */
+    privateWorkers: boolean;
+    /** Security groups of the head. */
+    headSecurityGroupIds: pulumi.Input<string>[];
+    /** Security groups of every worker. */
+    workerSecurityGroupIds: pulumi.Input<string>[];
     /** EC2 key pair authorised for SSH. */
     keyName: pulumi.Input<string>;
     /** Instance profile that grants the nodes their bucket access. */
     instanceProfileName: pulumi.Input<string>;
-    /** Resources that must exist before a node boots (the internet route the bootstrap's SSH comes in by). */
-    bootDependencies: pulumi.Input<pulumi.Resource>[];
+    /** Resources that must exist before the head boots (the internet route the bootstrap's SSH comes in by). */
+    headBootDependencies: pulumi.Resource[];
+    /** Resources that must exist before a worker boots (its subnet's way to the package index). */
+    workerBootDependencies: pulumi.Resource[];
     /** Tags every resource carries. */
     tags: Record<string, string>;
 }
@@ -53,7 +61,7 @@ export interface RayNode {
     instance: aws.ec2.Instance;
     /** Keeps the instance running: `pulumi up` starts it again after an autostop, a manual stop or a spot stop. */
     running: aws.ec2transitgateway.InstanceState;
-    /** The public IP the instance has now, read once it runs: a stop and start gives it a new one. */
+    /** The public IP the instance has now, read once it runs (a stop and start gives it a new one); empty for a private worker. */
     publicIp: pulumi.Output<string>;
     /** The private IP (a stop and start keeps it), known once the instance runs. */
     privateIp: pulumi.Output<string>;
@@ -95,12 +103,15 @@ export class RayNodes extends pulumi.ComponentResource {
         const node = (nodeName: string, group: string, instanceType: string, spot: boolean, volumeSizeGb: number,
             amiId: string, gpu: boolean, gpus?: number): RayNode => {
             const lookedUp = amiId === "";
+            const isHead = group === HEAD_GROUP;
             const instance = new aws.ec2.Instance(`${name}-${nodeName}`, {
                 ami: lookedUp ? (gpu ? deepLearningImage() : ubuntuImage().id) : amiId,
                 instanceType,
                 instanceMarketOptions: spot ? SPOT_MARKET_OPTIONS : undefined,
-                subnetId: args.subnetId,
-                vpcSecurityGroupIds: [args.securityGroupId],
+                subnetId: isHead ? args.headSubnetId : args.workerSubnetId,
+                // Explicit, so that a given private subnet that maps public IPs by default still gives workers none.
+                associatePublicIpAddress: !isHead && args.privateWorkers ? false : undefined,
+                vpcSecurityGroupIds: isHead ? args.headSecurityGroupIds : args.workerSecurityGroupIds,
                 keyName: args.keyName,
                 iamInstanceProfile: args.instanceProfileName,
                 userData: NODE_USER_DATA,
@@ -120,7 +131,7 @@ export class RayNodes extends pulumi.ComponentResource {
                 volumeTags: { ...args.tags, Name: nodeName, "ray-cluster:group": group },
             }, {
                 parent: this,
-                dependsOn: args.bootDependencies,
+                dependsOn: isHead ? args.headBootDependencies : args.workerBootDependencies,
                 // Canonical and AWS publish new images often; a looked-up AMI must not replace running nodes on the
                 // next `pulumi up`. An AMI the user pins is a deliberate choice and does replace them.
                 ignoreChanges: lookedUp ? ["ami"] : [],

@@ -38,6 +38,8 @@ export interface SshAccess {
     privateKey: pulumi.Input<string>;
     /** Bound on each wait, in seconds, SSH's own included. */
     timeoutSeconds: number;
+    /** The node every other node is reached through (the head, with private workers); undefined dials each directly. */
+    jumpHost?: RayNode;
 }
 
 /** The SSH connection to a node, waiting for it across the whole bound while it boots. */
@@ -45,13 +47,19 @@ export function nodeConnection(node: RayNode, access: SshAccess): command.types.
     // A booting node refuses SSH at once, and the provider waits at most DIAL_RETRY_CAP_SECONDS between dials:
     // this many dials wait out the whole bound even then. A dial that hangs is cut by PER_DIAL_TIMEOUT_SECONDS.
     const dialErrorLimit = Math.max(10, Math.ceil(access.timeoutSeconds / DIAL_RETRY_CAP_SECONDS));
-    return {
-        host: access.connectVia === "public" ? node.publicIp : node.privateIp,
+    const direct = (target: RayNode) => ({
+        host: access.connectVia === "public" ? target.publicIp : target.privateIp,
         user: access.sshUser,
         privateKey: access.privateKey,
         perDialTimeout: PER_DIAL_TIMEOUT_SECONDS,
         dialErrorLimit,
-    };
+    });
+    if (access.jumpHost === undefined || node === access.jumpHost) {
+        return direct(node);
+    }
+    // A private worker has no public address and admits SSH from cluster members only: the provider dials the
+    // jump host, then the worker's private address from there.
+    return { ...direct(node), host: node.privateIp, proxy: direct(access.jumpHost) };
 }
 
 /** Custom timeouts of a node command: a create may wait out several bounds; a delete, one. */

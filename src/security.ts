@@ -9,6 +9,8 @@ export interface ClusterSecurityArgs {
     sshAllowedCidrs: string[];
     /** CIDRs allowed to reach the dashboard (8265) and the Ray client port (10001) directly. */
     dashboardAllowedCidrs: string[];
+    /** Whether workers are private: the rules for outside CIDRs then go on a group of the head's alone. */
+    privateWorkers: boolean;
     /** Tags every resource carries. */
     tags: Record<string, string>;
 }
@@ -19,11 +21,19 @@ export const DASHBOARD_PORT = 8265;
 export const CLIENT_PORT = 10001;
 
 /**
- * One security group for every node. Ray is unauthenticated by default and uses many ports between nodes, so
- * members trust each other fully while the outside reaches only SSH, plus the dashboard from chosen CIDRs.
+ * One security group for every node. Ray uses many ports between nodes, so members trust each other fully while
+ * the outside reaches only SSH, plus the dashboard from chosen CIDRs. With private workers the outside's rules sit
+ * on a second group that only the head has: a worker then answers SSH from cluster members alone.
  */
 export class ClusterSecurity extends pulumi.ComponentResource {
+    /** The group every node has. */
     public readonly securityGroup: aws.ec2.SecurityGroup;
+    /** The group that admits SSH (and the dashboard) from outside: the cluster's own, or the head's with private workers. */
+    public readonly edgeSecurityGroup: aws.ec2.SecurityGroup;
+    /** The head's security groups. */
+    public readonly headSecurityGroupIds: pulumi.Output<string>[];
+    /** Every worker's security groups. */
+    public readonly workerSecurityGroupIds: pulumi.Output<string>[];
 
     constructor(name: string, args: ClusterSecurityArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ray-cluster:security:ClusterSecurity", name, {}, opts);
@@ -35,10 +45,20 @@ export class ClusterSecurity extends pulumi.ComponentResource {
             tags: { ...args.tags, Name: `${name}-sg` },
         }, { parent: this });
         const securityGroupId = this.securityGroup.id;
+        this.edgeSecurityGroup = args.privateWorkers
+            ? new aws.ec2.SecurityGroup(`${name}-head-sg`, {
+                vpcId: args.vpcId,
+                description: "Ray head node: SSH (and the dashboard) from allowed CIDRs; the way in to private workers",
+                tags: { ...args.tags, Name: `${name}-head-sg` },
+            }, { parent: this })
+            : this.securityGroup;
+        this.headSecurityGroupIds = args.privateWorkers ? [securityGroupId, this.edgeSecurityGroup.id] : [securityGroupId];
+        this.workerSecurityGroupIds = [securityGroupId];
 
-        const ingress = (ruleName: string, rule: Omit<aws.vpc.SecurityGroupIngressRuleArgs, "securityGroupId" | "tags">) =>
+        const ingress = (ruleName: string, rule: Omit<aws.vpc.SecurityGroupIngressRuleArgs, "securityGroupId" | "tags">,
+            group = this.edgeSecurityGroup) =>
             new aws.vpc.SecurityGroupIngressRule(`${name}-${ruleName}`, {
-                securityGroupId,
+                securityGroupId: group.id,
                 tags: args.tags,
                 ...rule,
             }, { parent: this });
@@ -58,7 +78,7 @@ export class ClusterSecurity extends pulumi.ComponentResource {
             description: "All traffic between cluster members: GCS, raylets, object managers, worker ports",
             ipProtocol: "-1",
             referencedSecurityGroupId: securityGroupId,
-        });
+        }, this.securityGroup);
 
         for (const cidr of args.dashboardAllowedCidrs) {
             ingress(`dashboard-${ruleKey(cidr)}`, {
@@ -86,6 +106,6 @@ export class ClusterSecurity extends pulumi.ComponentResource {
             tags: args.tags,
         }, { parent: this });
 
-        this.registerOutputs({ securityGroupId });
+        this.registerOutputs({ securityGroupId, headSecurityGroupId: this.edgeSecurityGroup.id });
     }
 }

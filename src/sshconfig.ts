@@ -4,6 +4,8 @@ export interface SshHost {
     alias: string;
     /** Address SSH connects to. */
     hostName: string;
+    /** Alias of the host SSH goes through first (a private worker's head); undefined connects directly. */
+    proxyJump?: string;
 }
 
 /** Renders a block for `~/.ssh/config` with one `Host` entry per node. */
@@ -11,6 +13,7 @@ export function renderSshConfig(hosts: SshHost[], user: string, identityFile: st
     return hosts.map((host) => [
         `Host ${host.alias}`,
         `    HostName ${host.hostName}`,
+        ...(host.proxyJump ? [`    ProxyJump ${host.proxyJump}`] : []),
         `    User ${user}`,
         `    IdentityFile ${identityFile}`,
         "    IdentitiesOnly yes",

@@ -9,7 +9,10 @@ describe("the policy pack passes on the program", () => {
         { autostopIdleMinutes: 30, workerSpot: true, workerCount: 3 },
         // Every instance of every group passes the instance policies.
         { workerCount: 1, headSchedulable: false, workerGroups: [{ name: "cpu", instanceType: "c7i.large", count: 2, spot: true },
-            { name: "gpu", instanceType: "g5.xlarge", count: 1, volumeSizeGb: 200 }] }];
+            { name: "gpu", instanceType: "g5.xlarge", count: 1, volumeSizeGb: 200 }] },
+        { workerNetwork: "private", workerCount: 2 },
+        { workerNetwork: "private", natGateway: false, packageIndexUrl: "https://pypi.example.com/simple/" },
+        { workerNetwork: "private", vpcId: "vpc-0abc12345678def00", subnetId: "subnet-0aaa1111bbbb2222c", privateSubnetId: "subnet-0ddd3333eeee4444f" }];
     for (const config of configs) {
         test(JSON.stringify(config), async () => {
             const r = await render(config);
@@ -105,6 +108,11 @@ const BREAKS: Record<string, (resources: RegisteredResource[]) => RegisteredReso
         const doc = JSON.parse(policy.inputs.policy);
         doc.Statement[1].Resource = ["*"];
         policy.inputs.policy = JSON.stringify(doc);
+        return rs;
+    },
+    "private-workers-no-public-ip": (rs) => {
+        // A worker moved out of the head's subnet without giving up its public IP.
+        first(rs, "aws:ec2/instance:Instance", (r) => r.inputs.tags?.Name === "worker-1").inputs.subnetId = "subnet-0fedcba987654321";
         return rs;
     },
     "tags-stack-and-project": (rs) => {

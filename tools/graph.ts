@@ -8,7 +8,28 @@ export interface ChangedResource {
     inputs: string[];
     /** Whether the set of dependencies differs. */
     dependencies: boolean;
+    /** Changed inputs the provider cannot update in place: any of them replaces the resource. */
+    replacedBy: string[];
 }
+
+/**
+ * Inputs the AWS and command providers cannot change in place (ForceNew in their schemas), for the types this
+ * program creates: a change to any of them deletes the resource and creates it again.
+ */
+export const REPLACE_ON: Record<string, string[]> = {
+    "aws:ec2/instance:Instance": ["ami", "availabilityZone", "subnetId", "associatePublicIpAddress", "keyName", "privateIp",
+        "instanceMarketOptions", "placementGroup", "tenancy"],
+    "aws:ec2/subnet:Subnet": ["vpcId", "cidrBlock", "availabilityZone"],
+    "aws:ec2/vpc:Vpc": ["cidrBlock"],
+    "aws:ec2/securityGroup:SecurityGroup": ["vpcId", "name", "description"],
+    "aws:ec2/routeTable:RouteTable": ["vpcId"],
+    "aws:ec2/route:Route": ["routeTableId", "destinationCidrBlock"],
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": ["subnetId"],
+    "aws:ec2/natGateway:NatGateway": ["allocationId", "subnetId", "connectivityType"],
+    "aws:ec2/vpcEndpoint:VpcEndpoint": ["vpcId", "serviceName", "vpcEndpointType"],
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ["securityGroupId"],
+    "command:remote:Command": ["triggers"],
+};
 
 export interface GraphDiff {
     added: string[];
@@ -32,7 +53,9 @@ export function diffGraphs(before: RegisteredResource[], after: RegisteredResour
         const inputs = keys.filter((key) => stable(old.inputs[key]) !== stable(next.inputs[key]));
         const dependencies = stable(old.dependencies) !== stable(next.dependencies);
         if (inputs.length > 0 || dependencies) {
-            changed.push({ name: old.name, type: old.type, inputs, dependencies });
+            const ignored = new Set(next.options.ignoreChanges);
+            const replacedBy = inputs.filter((key) => (REPLACE_ON[old.type] ?? []).includes(key) && !ignored.has(key));
+            changed.push({ name: old.name, type: old.type, inputs, dependencies, replacedBy });
         }
     }
     return {
@@ -100,9 +123,16 @@ export function planText(resources: RegisteredResource[], reveal: (value: any) =
 
 /** A plain-text diff. */
 export function diffText(diff: GraphDiff): string {
-    const lines = [`+ ${diff.added.length} to add, - ${diff.removed.length} to remove, ~ ${diff.changed.length} to change`];
+    const replaced = diff.changed.filter((c) => c.replacedBy.length > 0);
+    const lines = [`+ ${diff.added.length} to add, - ${diff.removed.length} to remove, ~ ${diff.changed.length} to change ` +
+        `(${replaced.length} of them replaced)`];
     diff.added.forEach((name) => lines.push(`  + ${name}`));
     diff.removed.forEach((name) => lines.push(`  - ${name}`));
-    diff.changed.forEach((c) => lines.push(`  ~ ${c.name}: ${[...c.inputs, ...(c.dependencies ? ["(dependencies)"] : [])].join(", ")}`));
+    for (const c of diff.changed) {
+        const what = [...c.inputs, ...(c.dependencies ? ["(dependencies)"] : [])].join(", ");
+        lines.push(c.replacedBy.length > 0
+            ? `  +- ${c.name}: REPLACED, since ${c.replacedBy.join(", ")} cannot change in place (changes: ${what})`
+            : `  ~ ${c.name}: ${what}`);
+    }
     return lines.join("\n");
 }

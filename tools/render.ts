@@ -57,6 +57,37 @@ export interface RenderOptions {
     setInstanceState?: (nodeName: string, state: string) => Promise<void>;
     /** Runs a remote.Command (end-to-end runs) and returns its stdout and stderr. */
     runCommand?: (inputs: Record<string, any>, name: string) => Promise<{ stdout: string; stderr: string }>;
+    /**
+     * The subnets an existing-VPC lookup finds, by id; the default makes the configured subnetId a public subnet
+     * and privateSubnetId a NAT-routed one, both of the configured vpcId.
+     */
+    subnets?: Record<string, MockSubnet>;
+}
+
+/** A subnet of the mocked account, as aws.ec2.getSubnet and aws.ec2.getRouteTable describe it. */
+export interface MockSubnet {
+    vpcId: string;
+    /** Target of the default route of its route table (igw-…, nat-…), or "" for none. */
+    defaultRoute: string;
+    /** False when it has no route table of its own and uses its VPC's main one, whose default route is mainRoute. */
+    associated?: boolean;
+    /** The default route of its VPC's main table. */
+    mainRoute?: string;
+    cidrBlock?: string;
+    availabilityZone?: string;
+}
+
+/** The subnets `npm run plan` and the mocks tests see for a config with vpcId: the ones it names, as it expects them. */
+export function mockSubnetsFor(config: StackConfig): Record<string, MockSubnet> {
+    const vpcId = String(config.vpcId ?? "");
+    const subnets: Record<string, MockSubnet> = {};
+    if (typeof config.subnetId === "string" && config.subnetId !== "") {
+        subnets[config.subnetId] = { vpcId, defaultRoute: "igw-0123456789abcdef0", cidrBlock: "172.31.0.0/20" };
+    }
+    if (typeof config.privateSubnetId === "string" && config.privateSubnetId !== "") {
+        subnets[config.privateSubnetId] = { vpcId, defaultRoute: "nat-0123456789abcdef0", cidrBlock: "172.31.16.0/20" };
+    }
+    return subnets;
 }
 
 export interface Rendered {
@@ -98,6 +129,8 @@ function outputsFor(args: pulumi.runtime.MockResourceArgs, options: RenderOption
             return { ...inputs, region: MOCK_REGION, force: false };
         case "aws:ec2/instance:Instance":
             return { ...inputs, ...(options.addresses ?? defaultAddresses)(inputs.tags?.Name ?? args.name), arn: `arn:aws:ec2:::instance/${args.name}` };
+        case "aws:ec2/eip:Eip":
+            return { ...inputs, allocationId: `eipalloc-${args.name}`, publicIp: "198.51.100.200" };
         case "aws:s3/bucket:Bucket":
             return { ...inputs, bucket: `${args.name}-0123456`, arn: `arn:aws:s3:::${args.name}-0123456` };
         case "aws:ec2/keyPair:KeyPair":
@@ -146,6 +179,16 @@ export function reveal(value: any): any {
 function mocks(options: RenderOptions): pulumi.runtime.Mocks {
     /** Node name by instance id, as EC2 would answer a lookup. */
     const nodeOf = new Map<string, string>();
+    /** Instances launched without a public IP (private workers), by id. */
+    const noPublicIp = new Set<string>();
+    const subnets = options.subnets ?? {};
+    const subnet = (id: string): MockSubnet => {
+        const found = subnets[id];
+        if (!found) {
+            throw new Error(`no matching EC2 Subnet found (${id})`);
+        }
+        return found;
+    };
     return {
         newResource: async (args) => {
             let id = `${args.name}-id`;
@@ -153,6 +196,9 @@ function mocks(options: RenderOptions): pulumi.runtime.Mocks {
                 const nodeName = args.inputs.tags?.Name ?? args.name;
                 id = (await options.launchInstance?.(nodeName, reveal(args.inputs))) || id;
                 nodeOf.set(id, nodeName);
+                if (args.inputs.associatePublicIpAddress === false) {
+                    noPublicIp.add(id);
+                }
             }
             if (args.type === "aws:ec2transitgateway/instanceState:InstanceState") {
                 await options.setInstanceState?.(nodeOf.get(args.inputs.instanceId) ?? args.inputs.instanceId, args.inputs.state);
@@ -169,8 +215,30 @@ function mocks(options: RenderOptions): pulumi.runtime.Mocks {
                     if (!nodeName) {
                         throw new Error(`getInstance: no instance ${args.inputs.instanceId}`);
                     }
+                    const addresses = (options.addresses ?? defaultAddresses)(nodeName);
                     return { id: args.inputs.instanceId, instanceId: args.inputs.instanceId, instanceState: "running",
-                        ...(options.addresses ?? defaultAddresses)(nodeName) };
+                        ...addresses, publicIp: noPublicIp.has(args.inputs.instanceId) ? "" : addresses.publicIp };
+                }
+                case "aws:ec2/getVpcEndpointService:getVpcEndpointService":
+                    return { serviceName: `com.amazonaws.${MOCK_REGION}.${args.inputs.service}`, serviceType: args.inputs.serviceType,
+                        id: `com.amazonaws.${MOCK_REGION}.${args.inputs.service}` };
+                case "aws:ec2/getSubnet:getSubnet": {
+                    const found = subnet(args.inputs.id);
+                    return { id: args.inputs.id, vpcId: found.vpcId, cidrBlock: found.cidrBlock ?? "172.31.0.0/20",
+                        availabilityZone: found.availabilityZone ?? "us-east-1a", mapPublicIpOnLaunch: found.defaultRoute.startsWith("igw-") };
+                }
+                case "aws:ec2/getRouteTable:getRouteTable": {
+                    const routes = (target: string) => (target === "" ? [] : [{ cidrBlock: "0.0.0.0/0",
+                        gatewayId: target.startsWith("igw-") ? target : "", natGatewayId: target.startsWith("nat-") ? target : "" }]);
+                    if (args.inputs.subnetId !== undefined) {
+                        const found = subnet(args.inputs.subnetId);
+                        if (found.associated === false) {
+                            throw new Error("query returned no results. Please change your search criteria and try again");
+                        }
+                        return { id: `rtb-${args.inputs.subnetId}`, vpcId: found.vpcId, routes: routes(found.defaultRoute) };
+                    }
+                    const main = Object.values(subnets).find((x) => x.vpcId === args.inputs.vpcId && x.associated === false);
+                    return { id: `rtb-main-${args.inputs.vpcId}`, vpcId: args.inputs.vpcId, routes: routes(main?.mainRoute ?? "") };
                 }
                 case "aws:index/getPartition:getPartition":
                     return { partition: "aws", dnsSuffix: "amazonaws.com", id: "aws" };
@@ -241,7 +309,7 @@ export async function installMocks(options: RenderOptions): Promise<RegisteredRe
 
 /** Runs index.ts once under mocks with the given config. */
 export async function render(config: StackConfig = {}, options: RenderOptions = {}): Promise<Rendered> {
-    const resources = await installMocks(options);
+    const resources = await installMocks({ ...options, subnets: options.subnets ?? mockSubnetsFor(config) });
     pulumi.runtime.setAllConfig(toConfigStrings(config), []);
     delete require.cache[PROGRAM];
     let error: Error | undefined;
@@ -250,7 +318,9 @@ export async function render(config: StackConfig = {}, options: RenderOptions = 
     // stack resource is left rejected behind the test.
     outputs = (await stack.runInPulumiStack(async () => {
         try {
-            return require(PROGRAM); // eslint-disable-line @typescript-eslint/no-require-imports
+            const program = require(PROGRAM); // eslint-disable-line @typescript-eslint/no-require-imports
+            // The CLI's runner calls a program that exports a function, and awaits what it returns.
+            return typeof program === "function" ? await program() : program;
         } catch (e) {
             error = e as Error;
             return {};

@@ -1,0 +1,81 @@
+import * as aws from "@pulumi/aws";
+import { ConfigError, ConnectVia, ExistingNetwork } from "./config";
+import { ClusterPlacement } from "./network";
+
+/** What the cluster needs of a VPC it is given, beyond the ids' shape that config validation checks. */
+export interface ExistingNetworkNeeds {
+    /** The config namespace, for messages that name the keys. */
+    namespace: string;
+    /** How the bootstrap reaches the head: from the internet, or from inside the network. */
+    connectVia: ConnectVia;
+    /** Whether the workers install Ray from PyPI, and so need a way to the internet. */
+    workersNeedInternet: boolean;
+}
+
+/** A subnet's default route: through an internet gateway, through something else (NAT, transit), or none. */
+type DefaultRoute = "internet-gateway" | "other" | "none";
+
+/**
+ * Looks the given subnets up in AWS and checks them before any resource exists: each belongs to vpcId, the head's
+ * subnet routes to an internet gateway unless the bootstrap connects privately, and private workers have a way to
+ * PyPI unless a package index replaces it. Creates nothing: the VPC, its gateways and route tables stay the owner's.
+ */
+export async function placeInExistingNetwork(network: ExistingNetwork, needs: ExistingNetworkNeeds): Promise<ClusterPlacement> {
+    const key = (name: string) => `'${needs.namespace}:${name}'`;
+    const lookUp = async (configKey: string, id: string) => {
+        try {
+            return await aws.ec2.getSubnet({ id });
+        } catch (e) {
+            const reason = firstLine((e as Error).message);
+            throw new ConfigError(`invalid config ${key(configKey)}: got "${id}", expected a subnet this account can ` +
+                `see in the stack's region (the lookup failed${reason === "" ? "" : `: ${reason}`})`);
+        }
+    };
+    const head = await lookUp("subnetId", network.subnetId);
+    const workers = network.privateSubnetId !== "" ? await lookUp("privateSubnetId", network.privateSubnetId) : undefined;
+    for (const [configKey, subnet] of [["subnetId", head], ["privateSubnetId", workers]] as const) {
+        if (subnet && subnet.vpcId !== network.vpcId) {
+            throw new ConfigError(`invalid config ${key(configKey)}: got "${subnet.id}", expected a subnet of vpcId ` +
+                `${network.vpcId}; it belongs to ${subnet.vpcId}`);
+        }
+    }
+    const headRoute = await defaultRoute(network.vpcId, head.id);
+    if (headRoute !== "internet-gateway" && needs.connectVia === "public") {
+        throw new ConfigError(`invalid config ${key("subnetId")}: got "${head.id}", expected a public subnet whose ` +
+            `default route leads to an internet gateway (it has ${headRoute === "none" ? "no default route" : "a default route elsewhere"}); ` +
+            `or set ${key("connectVia")} to private when this machine reaches the VPC over a VPN or from inside it`);
+    }
+    if (workers && needs.workersNeedInternet && await defaultRoute(network.vpcId, workers.id) === "none") {
+        throw new ConfigError(`invalid config ${key("privateSubnetId")}: got "${workers.id}", expected a subnet with a ` +
+            `default route (a NAT gateway, say) so the workers can install Ray from PyPI; or set ${key("packageIndexUrl")} ` +
+            "to a package index they reach inside the network");
+    }
+    return {
+        vpcId: network.vpcId,
+        headSubnetId: head.id,
+        workerSubnetId: workers?.id ?? head.id,
+        privateWorkers: workers !== undefined,
+        headBootDependencies: [],
+        workerBootDependencies: [],
+    };
+}
+
+/** The default route of a subnet's route table: its own association, or else the VPC's main table. */
+async function defaultRoute(vpcId: string, subnetId: string): Promise<DefaultRoute> {
+    let table: aws.ec2.GetRouteTableResult;
+    try {
+        table = await aws.ec2.getRouteTable({ subnetId });
+    } catch {
+        // A subnet with no association of its own uses the main table, which the subnet filter does not find.
+        table = await aws.ec2.getRouteTable({ vpcId, filters: [{ name: "association.main", values: ["true"] }] });
+    }
+    const route = table.routes.find((r) => r.cidrBlock === "0.0.0.0/0");
+    if (!route) {
+        return "none";
+    }
+    return route.gatewayId.startsWith("igw-") ? "internet-gateway" : "other";
+}
+
+function firstLine(text: string): string {
+    return text.split("\n").map((line) => line.trim()).find((line) => line !== "") ?? "";
+}
