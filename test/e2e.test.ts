@@ -5,7 +5,6 @@
  * login user cloud-init created. Then the hosts reboot, power off and crash, and the cluster must come back alone.
  */
 import * as assert from "node:assert/strict";
-import * as fs from "node:fs";
 import * as http from "node:http";
 import { spawn } from "node:child_process";
 import * as path from "node:path";
@@ -77,14 +76,8 @@ function command(name: string): CommandInputs & Record<string, any> {
 const onHost = (node: string, text: string, stdin?: string) => hosts.run(node, text, stdin);
 
 /** Waits until every given node is alive and listed by `ray status`; returns their node ids by name. */
-async function clusterWhole(nodes = NODES, what = "every node back in ray status"): Promise<Record<string, string>> {
-    return eventually({ what, timeoutSeconds: RETURN_SECONDS, intervalSeconds: 3 }, async (last) => {
-        const view = await hosts.clusterView();
-        const ids = Object.fromEntries(nodes.map((node) => [node, view.alive[hosts.address(node)]]));
-        const missing = nodes.filter((node) => !ids[node] || !view.listed.includes(ids[node]));
-        last(`missing from ray status: ${missing.join(", ") || "none"}; listed ${view.listed.length}`);
-        return missing.length === 0 && view.listed.length === nodes.length ? ids : undefined;
-    });
+function clusterWhole(nodes = NODES, what = "every node back in ray status"): Promise<Record<string, string>> {
+    return hosts.clusterWhole(nodes, RETURN_SECONDS, what);
 }
 
 /** Node ids that `ray status` on the head lists as active or idle. */
@@ -93,13 +86,7 @@ async function statusNodes(): Promise<string[]> {
     return [...stdout.split("Pending:")[0].matchAll(/\bnode_([0-9a-f]+)/g)].map((m) => m[1]);
 }
 
-async function smokeJob(): Promise<string> {
-    await onHost("headnode", "mkdir -p /tmp/smoke && cat > /tmp/smoke/smoke_test.py",
-        fs.readFileSync(path.join(__dirname, "..", "scripts", "smoke_test.py"), "utf8"));
-    const { stdout } = await onHost("headnode", "RAY_AUTH_MODE=token ~/ray-venv/bin/ray job submit " +
-        "--address http://127.0.0.1:8265 --working-dir /tmp/smoke -- python smoke_test.py --expect-nodes 3");
-    return stdout;
-}
+const smokeJob = () => hosts.smokeJob(NODES.length);
 
 function assertSmokeRanEverywhere(stdout: string): void {
     assert.match(stdout, /tasks ran on 3 of 3 expected nodes/);

@@ -66,9 +66,9 @@ describe("npm run plan", () => {
             fs.writeFileSync(path.join(dir, "Pulumi.b.yaml"), "config:\n  aws:region: us-east-1\n  ray-cluster:workerCount: 3\n");
             const result = run("--diff", path.join(dir, "Pulumi.a.yaml"), path.join(dir, "Pulumi.b.yaml"));
             assert.equal(result.status, 0, result.stderr);
-            assert.match(result.stdout, /^\+ 0 to add, - 5 to remove, ~ 1 to change$/m);
+            assert.match(result.stdout, /^\+ 0 to add, - 5 to remove, ~ 1 to change \(1 of them replaced\)$/m);
             assert.match(result.stdout, /^ {2}- ray-cluster-worker-4-start$/m);
-            assert.match(result.stdout, /^ {2}~ ray-cluster-verify: create, triggers, \(dependencies\)$/m);
+            assert.match(result.stdout, /^ {2}\+- ray-cluster-verify: REPLACED, since triggers cannot change in place \(changes: create, triggers, \(dependencies\)\)$/m);
         } finally {
             fs.rmSync(dir, { recursive: true, force: true });
         }

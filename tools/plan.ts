@@ -54,7 +54,7 @@ async function main(args: string[]): Promise<string> {
     }
     if (args.length === 1 && !args[0].startsWith("-")) {
         const rendered = await renderFile(args[0]);
-        return [`autostop: ${rendered.outputs.autostop}`, ...nodesByGroup(rendered.resources),
+        return [`autostop: ${rendered.outputs.autostop}`, `workers: ${rendered.outputs.workerNetwork}`, ...nodesByGroup(rendered.resources),
             planText(rendered.resources, reveal)].join("\n");
     }
     throw new Error("usage: npm run plan -- STACK_FILE | npm run plan -- --diff STACK_FILE_A STACK_FILE_B");

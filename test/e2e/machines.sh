@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Booted test hosts for the end-to-end test: each host is a Debian machine booted by systemd-nspawn (systemd as
-# PID 1, sshd as a service, cloud-init seeded through NoCloud as EC2's metadata would), on a test bridge with no
-# route off it. Each root is an overlay on the shared base image, kept across the host's reboots like an EBS root
+# PID 1, sshd as a service, cloud-init seeded through NoCloud as EC2's metadata would), on test bridges with no
+# route off them. Each root is an overlay on the shared base image, kept across the host's reboots like an EBS root
 # volume. A mirror namespace on the bridge serves the wheelhouse as a PEP 503 index.
 #
-#   machines.sh net STATE_DIR WHEELHOUSE                       bridge and package mirror
+# Two bridges stand in for a VPC's two subnets. The public one (10.213.0.0/24) holds this machine (.1), which
+# plays the user's laptop. The private one (10.213.1.0/24) has no address of this machine and no route from it:
+# only a host with an interface on both (the head of private workers) reaches it. The mirror has a leg on each, as
+# a NAT gateway gives private workers the package index; it forwards nothing, so it is no way around the head.
+#
+#   machines.sh net STATE_DIR WHEELHOUSE                       bridges and package mirror
 #   machines.sh ec2 STATE_DIR PYTHON EMULATOR_PY               the EC2 emulator beside the mirror (moto)
-#   machines.sh create STATE_DIR NAME OCTET BASE USER_DATA_FILE PUBLIC_KEY_FILE INSTANCE_ID
+#   machines.sh create STATE_DIR NAME PUBLIC_OCTET PRIVATE_OCTET BASE USER_DATA_FILE PUBLIC_KEY_FILE INSTANCE_ID
+#                                                              an octet of "-" leaves the host off that bridge
 #   machines.sh start STATE_DIR NAME                           power on; the host reboots when it asks to
 #   machines.sh stop STATE_DIR NAME                            clean power-off, waits for it
 #   machines.sh kill STATE_DIR NAME                            pulls the plug (SIGKILL to the container)
@@ -16,6 +22,8 @@ set -euo pipefail
 
 SUBNET=10.213.0
 BRIDGE=rcboot0
+PRIVATE_SUBNET=10.213.1
+PRIVATE_BRIDGE=rcboot1
 MIRROR_NS=rcb-mirror
 MIRROR_OCTET=2
 MIRROR_PORT=8000
@@ -34,11 +42,21 @@ net() {
     ip addr add "${SUBNET}.1/24" dev "$BRIDGE"
     ip link set "$BRIDGE" up
 
+    # No address on the private bridge: this machine cannot reach what sits only there. The unreachable route makes
+    # a try fail here at once, where a default route would carry it off this machine.
+    ip link add "$PRIVATE_BRIDGE" type bridge
+    ip link set "$PRIVATE_BRIDGE" up
+    ip route add unreachable "${PRIVATE_SUBNET}.0/24"
+
     ip netns add "$MIRROR_NS"
     ip link add rcb-mirror type veth peer name eth0 netns "$MIRROR_NS"
     ip link set rcb-mirror master "$BRIDGE" up
     ip -n "$MIRROR_NS" addr add "${SUBNET}.${MIRROR_OCTET}/24" dev eth0
     ip -n "$MIRROR_NS" link set eth0 up
+    ip link add rcb-mirror1 type veth peer name eth1 netns "$MIRROR_NS"
+    ip link set rcb-mirror1 master "$PRIVATE_BRIDGE" up
+    ip -n "$MIRROR_NS" addr add "${PRIVATE_SUBNET}.${MIRROR_OCTET}/24" dev eth1
+    ip -n "$MIRROR_NS" link set eth1 up
     ip -n "$MIRROR_NS" link set lo up
     local index="${state}/index/simple" wheel project
     mkdir -p "$index"
@@ -67,17 +85,35 @@ ec2() {
 }
 
 create() {
-    local state=$1 name=$2 octet=$3 base=$4 user_data=$5 public_key=$6 instance_id=$7
-    local dir="${state}/hosts/${name}"
+    local state=$1 name=$2 public_octet=$3 private_octet=$4 base=$5 user_data=$6 public_key=$7 instance_id=$8
+    local dir="${state}/hosts/${name}" octet
     [ -d "${base}/etc/cloud" ] || die "no base image at ${base}"
+    [ "$public_octet" != - ] || [ "$private_octet" != - ] || die "${name} needs an address on at least one bridge"
     mkdir -p "${dir}/upper" "${dir}/work" "${dir}/root"
     mount -t overlay overlay -o "lowerdir=${base},upperdir=${dir}/upper,workdir=${dir}/work" "${dir}/root"
     local root="${dir}/root"
     # Each machine has an identity of its own, as each EC2 instance has.
     tr -d '-' < /proc/sys/kernel/random/uuid > "${root}/etc/machine-id"
     mkdir -p "${root}/etc/systemd/network"
-    printf '[Match]\nName=host0\n[Network]\nAddress=%s.%s/24\n' "$SUBNET" "$octet" \
-        > "${root}/etc/systemd/network/10-host0.network"
+    # host0 is the interface on the host's first bridge; a host on both has eth1 on the private one.
+    if [ "$public_octet" != - ]; then
+        octet=$public_octet
+        echo "$BRIDGE" > "${dir}/bridge"
+        printf '[Match]\nName=host0\n[Network]\nAddress=%s.%s/24\n' "$SUBNET" "$public_octet" \
+            > "${root}/etc/systemd/network/10-host0.network"
+        if [ "$private_octet" != - ]; then
+            echo "$PRIVATE_BRIDGE" > "${dir}/extra-bridge"
+            printf '[Match]\nName=eth1\n[Network]\nAddress=%s.%s/24\n' "$PRIVATE_SUBNET" "$private_octet" \
+                > "${root}/etc/systemd/network/11-eth1.network"
+        fi
+    else
+        octet=$private_octet
+        echo "$PRIVATE_BRIDGE" > "${dir}/bridge"
+        # The private subnet's way to the package index, and to nothing else, as through a NAT gateway.
+        printf '[Match]\nName=host0\n[Network]\nAddress=%s.%s/24\n[Route]\nDestination=%s.%s/32\nGateway=%s.%s\n' \
+            "$PRIVATE_SUBNET" "$private_octet" "$SUBNET" "$MIRROR_OCTET" "$PRIVATE_SUBNET" "$MIRROR_OCTET" \
+            > "${root}/etc/systemd/network/10-host0.network"
+    fi
     # What EC2's metadata service hands cloud-init: the instance, its default hostname, the key pair's public key.
     local seed="${root}/var/lib/cloud/seed/nocloud"
     mkdir -p "$seed"
@@ -99,16 +135,26 @@ start() {
         die "${name} is already on"
     fi
     # A host that asks to reboot makes systemd-nspawn exit with 133: starting it again is the reboot. Any other
-    # exit is a power-off.
+    # exit is a power-off. A second interface is a veth whose host side joins the extra bridge once nspawn made it.
+    local extra="" extra_link="vx-${name:0:12}"
+    [ ! -f "${dir}/extra-bridge" ] || extra=$(cat "${dir}/extra-bridge")
     # shellcheck disable=SC2016 # expanded by the inner bash, from its own arguments
     setsid bash -c '
         while :; do
             echo "boot $(date +%s.%N)" >> "$1/boots"
             systemd-nspawn -q -D "$1/root" --boot --register=no --keep-unit -M "$2" --network-bridge="$3" \
-                </dev/null >>"$1/console.log" 2>&1 && rc=0 || rc=$?
+                ${4:+--network-veth-extra="$5:eth1"} </dev/null >>"$1/console.log" 2>&1 &
+            nspawn=$!
+            if [ -n "$4" ]; then
+                for _ in $(seq 1 200); do
+                    ip link set "$5" master "$4" up 2>/dev/null && break
+                    sleep 0.05
+                done
+            fi
+            wait "$nspawn" && rc=0 || rc=$?
             echo "exit ${rc} $(date +%s.%N)" >> "$1/boots"
             [ "$rc" -eq 133 ] || break
-        done' machine-loop "$dir" "$machine" "$BRIDGE" </dev/null >/dev/null 2>&1 &
+        done' machine-loop "$dir" "$machine" "$(cat "${dir}/bridge")" "$extra" "$extra_link" </dev/null >/dev/null 2>&1 &
     echo $! > "${dir}/loop.pid"
 }
 
@@ -158,16 +204,19 @@ down() {
 }
 
 down_net() {
-    local pid link
+    local pid link bridge
     for pid in $(ip netns pids "$MIRROR_NS" 2>/dev/null); do
         kill -9 "$pid" 2>/dev/null || true
     done
     ip netns del "$MIRROR_NS" 2>/dev/null || true
+    ip route del unreachable "${PRIVATE_SUBNET}.0/24" 2>/dev/null || true
     # systemd-nspawn removes its vb-* veth when the container ends; a killed one may leave it behind.
-    for link in $(ip -o link show master "$BRIDGE" 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1); do
-        ip link del "$link" 2>/dev/null || true
+    for bridge in "$BRIDGE" "$PRIVATE_BRIDGE"; do
+        for link in $(ip -o link show master "$bridge" 2>/dev/null | awk -F': ' '{ print $2 }' | cut -d@ -f1); do
+            ip link del "$link" 2>/dev/null || true
+        done
+        ip link del "$bridge" 2>/dev/null || true
     done
-    ip link del "$BRIDGE" 2>/dev/null || true
 }
 
 # A run killed before its cleanup leaves containers, overlay mounts, the mirror and the bridge behind.

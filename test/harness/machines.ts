@@ -13,6 +13,14 @@ import { CommandResult, runOverSsh } from "./ssh";
 const MACHINES_SH = path.join(__dirname, "..", "e2e", "machines.sh");
 const ROOTFS_SH = path.join(__dirname, "..", "..", "tools", "rootfs.sh");
 const SUBNET = "10.213.0";
+/** The private bridge's subnet: reachable only from hosts with an interface on it, never from this machine. */
+const PRIVATE_SUBNET = "10.213.1";
+
+/**
+ * Where a host sits: the last octet of its address on the public bridge, on the private one, or both (the head
+ * of private workers). A bare number is a public host.
+ */
+export type HostPlacement = number | { public?: number; private?: number };
 /** The user cloud-init creates from the image's default_user (tools/rootfs.sh), as on an Ubuntu AMI. */
 export const LOGIN_USER = "ubuntu";
 
@@ -63,10 +71,33 @@ export class BootedHosts {
     private base = "";
     private readonly created = new Set<string>();
 
-    constructor(private readonly octets: Record<string, number>) {}
+    private readonly placements: Record<string, { public?: number; private?: number }>;
 
+    constructor(placements: Record<string, HostPlacement>) {
+        this.placements = Object.fromEntries(Object.entries(placements).map(([node, p]) =>
+            [node, typeof p === "number" ? { public: p } : p]));
+    }
+
+    /** The address this machine reaches the host by, directly or (a private host) through the jump host. */
     address(node: string): string {
-        return `${SUBNET}.${this.octets[node]}`;
+        const p = this.placements[node];
+        return p.public !== undefined ? `${SUBNET}.${p.public}` : `${PRIVATE_SUBNET}.${p.private}`;
+    }
+
+    /** The host's address inside the cluster, which Ray uses: the private one where it has one. */
+    nodeIp(node: string): string {
+        const p = this.placements[node];
+        return p.private !== undefined ? `${PRIVATE_SUBNET}.${p.private}` : `${SUBNET}.${p.public}`;
+    }
+
+    /** Whether the host sits on the private bridge alone, so that this machine reaches it only through another. */
+    isPrivateOnly(node: string): boolean {
+        return this.placements[node].public === undefined;
+    }
+
+    /** The host with a public address that private hosts are reached through: the one on both bridges. */
+    jumpHost(): string | undefined {
+        return Object.keys(this.placements).find((n) => this.placements[n].public !== undefined && this.placements[n].private !== undefined);
     }
 
     /** The bridge, the package mirror and the base image; the hosts themselves boot later, as instances are created. */
@@ -98,14 +129,16 @@ export class BootedHosts {
      * on the host → content) are laid into its root first, as the test's stand-in for what AWS provides a node.
      */
     launch(node: string, userData: string, files: Record<string, string> = {}): void {
-        if (!(node in this.octets)) {
-            throw new Error(`no test host for ${node}; have ${Object.keys(this.octets).join(", ")}`);
+        const placement = this.placements[node];
+        if (!placement) {
+            throw new Error(`no test host for ${node}; have ${Object.keys(this.placements).join(", ")}`);
         }
         const userDataFile = path.join(this.state, `${node}.user-data`);
         const publicKeyFile = path.join(this.state, "id_ed25519.pub");
         fs.writeFileSync(userDataFile, userData);
-        execFileSync("bash", [MACHINES_SH, "create", this.state, node, String(this.octets[node]), this.base,
-            userDataFile, publicKeyFile, `i-${node}-${path.basename(this.state)}`], { stdio: "inherit" });
+        execFileSync("bash", [MACHINES_SH, "create", this.state, node, String(placement.public ?? "-"),
+            String(placement.private ?? "-"), this.base, userDataFile, publicKeyFile, `i-${node}-${path.basename(this.state)}`],
+        { stdio: "inherit" });
         for (const [file, content] of Object.entries(files)) {
             const target = path.join(this.state, "hosts", node, "root", file);
             fs.mkdirSync(path.dirname(target), { recursive: true });
@@ -149,10 +182,12 @@ export class BootedHosts {
             });
     }
 
-    /** Runs `text` on a host as the login user, waiting for SSH while the host boots. */
+    /** Runs `text` on a host as the login user, waiting for SSH while the host boots; a private host through the jump host. */
     run(node: string, text: string, stdin?: string): Promise<CommandResult> {
-        return runOverSsh({ connection: { host: this.address(node), user: LOGIN_USER, privateKey: this.privateKey,
-            dialErrorLimit: 40 } }, text, stdin, `${node}: ${text.slice(0, 40)}`);
+        const connection = { host: this.address(node), user: LOGIN_USER, privateKey: this.privateKey, dialErrorLimit: 40 };
+        const jump = this.isPrivateOnly(node) ? this.jumpHost() : undefined;
+        return runOverSsh({ connection: jump ? { ...connection, proxy: { ...connection, host: this.address(jump) } } : connection },
+            text, stdin, `${node}: ${text.slice(0, 40)}`);
     }
 
     /**
@@ -168,6 +203,29 @@ status = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "
 print(json.dumps({"alive": alive, "listed": re.findall(r"\\bnode_([0-9a-f]+)", status.split("Pending:")[0])}))
 PY`);
         return JSON.parse(stdout.trim().split("\n").pop()!);
+    }
+
+    /**
+     * Submits scripts/smoke_test.py as a Ray job on the head, as a user would, and returns its output: it reports
+     * which nodes its tasks ran on.
+     */
+    async smokeJob(expectNodes: number): Promise<string> {
+        await this.run("headnode", "mkdir -p /tmp/smoke && cat > /tmp/smoke/smoke_test.py",
+            fs.readFileSync(path.join(__dirname, "..", "..", "scripts", "smoke_test.py"), "utf8"));
+        const { stdout } = await this.run("headnode", "RAY_AUTH_MODE=token ~/ray-venv/bin/ray job submit " +
+            `--address http://127.0.0.1:8265 --working-dir /tmp/smoke -- python smoke_test.py --expect-nodes ${expectNodes}`);
+        return stdout;
+    }
+
+    /** Waits, with a bound, until every given node is alive in the GCS and listed by `ray status`; returns their ids. */
+    async clusterWhole(nodes: string[], timeoutSeconds: number, what = "every node back in ray status"): Promise<Record<string, string>> {
+        return eventually({ what, timeoutSeconds, intervalSeconds: 3 }, async (last) => {
+            const view = await this.clusterView();
+            const ids = Object.fromEntries(nodes.map((node) => [node, view.alive[this.nodeIp(node)]]));
+            const missing = nodes.filter((node) => !ids[node] || !view.listed.includes(ids[node]));
+            last(`missing from ray status: ${missing.join(", ") || "none"}; listed ${view.listed.length}`);
+            return missing.length === 0 && view.listed.length === nodes.length ? ids : undefined;
+        });
     }
 
     console(node: string): string {

@@ -4,9 +4,20 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 
+/** A remote.Command connection, as @pulumi/command takes it. */
+export interface Connection {
+    host: string;
+    user?: string;
+    port?: number;
+    privateKey?: string;
+    perDialTimeout?: number;
+    dialErrorLimit?: number;
+    /** The host dialled first; the target is then dialled from there (an SSH direct-tcpip channel). */
+    proxy?: Omit<Connection, "proxy">;
+}
+
 export interface CommandInputs {
-    connection: { host: string; user?: string; port?: number; privateKey?: string; perDialTimeout?: number;
-        dialErrorLimit?: number };
+    connection: Connection;
     create?: string;
     delete?: string;
     stdin?: string;
@@ -43,7 +54,7 @@ function keyFile(privateKey: string): string {
 }
 
 /** ssh's own failures to reach a host (exit 255), as opposed to the remote command's. */
-const DIAL_ERROR = /Connection refused|Connection timed out|No route to host|Connection reset|Connection closed by|kex_exchange_identification|Network is unreachable/;
+const DIAL_ERROR = /Connection refused|Connection timed out|No route to host|Connection reset|Connection closed by|kex_exchange_identification|Network is unreachable|open failed|connect failed/;
 
 /**
  * Runs `text` on the command's host; resolves with its output, rejects with CommandFailed on a non-zero exit. Like
@@ -70,12 +81,13 @@ export async function runOverSsh(inputs: CommandInputs, text: string, stdin?: st
     }
 }
 
-function runOnce(inputs: CommandInputs, text: string, stdin: string | undefined, label: string): Promise<CommandResult> {
-    const { host, user = "root", port = 22, privateKey, perDialTimeout = 10 } = inputs.connection;
+/** ssh's options for one hop: its key, port and bounds, with no host-key prompt (test hosts are new each run). */
+function hopOptions(connection: Omit<Connection, "proxy">): string[] {
+    const { port = 22, privateKey, perDialTimeout = 10 } = connection;
     if (!privateKey) {
         throw new Error("the command's connection has no private key");
     }
-    const args = [
+    return [
         "-i", keyFile(privateKey),
         "-p", String(port),
         "-o", "BatchMode=yes",
@@ -83,9 +95,20 @@ function runOnce(inputs: CommandInputs, text: string, stdin: string | undefined,
         "-o", "UserKnownHostsFile=/dev/null",
         "-o", "LogLevel=ERROR",
         "-o", `ConnectTimeout=${perDialTimeout}`,
-        `${user}@${host}`,
-        text,
     ];
+}
+
+/** An argument quoted for the shell ssh runs a ProxyCommand with. */
+const shellQuote = (arg: string) => `'${arg.replace(/'/g, "'\\''")}'`;
+
+function runOnce(inputs: CommandInputs, text: string, stdin: string | undefined, label: string): Promise<CommandResult> {
+    const { host, user = "root", proxy } = inputs.connection;
+    // The proxy's own ssh opens a channel to the target from the proxy host, as the provider's proxy dial does.
+    const viaProxy = proxy
+        ? ["-o", `ProxyCommand=${["ssh", ...hopOptions(proxy), "-W", "%h:%p", `${proxy.user ?? "root"}@${proxy.host}`].map(
+            (arg) => (arg === "%h:%p" ? arg : shellQuote(arg))).join(" ")}`]
+        : [];
+    const args = [...hopOptions(inputs.connection), ...viaProxy, `${user}@${host}`, text];
     const started = process.hrtime.bigint();
     return new Promise((resolve, reject) => {
         const child = spawn("ssh", args, { stdio: ["pipe", "pipe", "pipe"] });

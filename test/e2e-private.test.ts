@@ -1,0 +1,136 @@
+/**
+ * End to end with private workers (workerNetwork: private) on booted machines. The workers sit on a second test
+ * bridge that this machine has no address on and no route to; the head has an interface on both bridges, as a head
+ * in a public subnet reaches workers in a private one. Every worker command therefore has to go through the head,
+ * as @pulumi/command's proxy connection takes it, and so does the user's ssh with the generated config.
+ */
+import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { Rendered, render } from "../tools/render";
+import { BootedHosts, LOGIN_USER, missingForBootedHosts } from "./harness/machines";
+import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
+
+const TIMEOUT_SECONDS = 90;
+const RETURN_SECONDS = 300;
+const NODES = ["headnode", "worker-1", "worker-2"];
+const WORKERS = NODES.slice(1);
+const hosts = new BootedHosts({ headnode: { public: 21, private: 21 }, "worker-1": { private: 22 }, "worker-2": { private: 23 } });
+let rendered: Rendered;
+let userHome = "";
+const log: Array<{ name: string; connection: CommandInputs["connection"] }> = [];
+
+const missing = missingForBootedHosts();
+if (missing.length > 0) {
+    test("the private-workers end-to-end test can run here", () => {
+        assert.fail(`the end-to-end test needs ${missing.join(", ")}; on a machine without them, ` +
+            "run `npm run test:quick` for types, lint and the unit and mocks tests");
+    });
+} else describe("a Ray cluster whose workers are reached only through the head", { timeout: 1_200_000 }, () => {
+    before(async () => {
+        hosts.up();
+        userHome = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-user-"));
+        rendered = await render({
+            bootstrapTimeoutSeconds: TIMEOUT_SECONDS,
+            workerCount: WORKERS.length,
+            workerNetwork: "private",
+            packageIndexUrl: hosts.indexUrl,
+            sshIdentityFile: path.join(userHome, ".ssh", "ray-cluster-e2e.pem"),
+        }, {
+            // A private worker has no public IP; the head's public address is the one on this machine's bridge.
+            addresses: (node) => ({ privateIp: hosts.nodeIp(node), publicIp: hosts.isPrivateOnly(node) ? "" : hosts.address(node) }),
+            privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
+            launchInstance: async (node, inputs) => hosts.launch(node, inputs.userData),
+            runCommand: async (inputs, name) => {
+                log.push({ name, connection: inputs.connection });
+                return runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name);
+            },
+        });
+    });
+
+    after(() => {
+        try {
+            hosts.down();
+        } finally {
+            cleanupKeys();
+            fs.rmSync(userHome, { recursive: true, force: true });
+        }
+    });
+
+    test("the bootstrap reaches every worker through the head and the verify step reports all three nodes", () => {
+        assert.equal(rendered.error, undefined, String(rendered.error?.stack));
+        const status = rendered.outputs.rayClusterStatus;
+        assert.equal(status.aliveNodes, 3);
+        assert.deepEqual(status.nodes.map((n: { name: string }) => n.name), NODES);
+        const head = hosts.address("headnode");
+        for (const worker of WORKERS) {
+            const commands = log.filter((c) => c.name.startsWith(`ray-cluster-${worker}-`));
+            assert.deepEqual(commands.map((c) => c.name.slice(`ray-cluster-${worker}-`.length)).sort(), ["install", "prepare", "start"]);
+            for (const { name, connection } of commands) {
+                assert.equal(connection.host, hosts.nodeIp(worker), `${name} dials the worker's private address`);
+                assert.equal(connection.proxy?.host, head, `${name} goes through the head`);
+            }
+        }
+        for (const { name, connection } of log.filter((c) => !WORKERS.some((w) => c.name.startsWith(`ray-cluster-${w}-`)))) {
+            assert.deepEqual([connection.host, connection.proxy], [head, undefined], name);
+        }
+        assert.deepEqual(rendered.outputs.workerPublicIps, []);
+        assert.deepEqual(rendered.outputs.workerPrivateIps, WORKERS.map((w) => hosts.nodeIp(w)));
+    });
+
+    test("this machine has no way to a worker except through the head", async () => {
+        for (const worker of WORKERS) {
+            const direct = runOverSsh({ connection: { host: hosts.nodeIp(worker), user: LOGIN_USER, privateKey: hosts.privateKey,
+                perDialTimeout: 5 } }, "true", undefined, `${worker} directly`);
+            await assert.rejects(direct, (e: unknown) => e instanceof CommandFailed && /Network is unreachable|No route to host/.test(e.result.stderr));
+            const { stdout } = await hosts.run(worker, "hostname; ip -4 -o addr show scope global");
+            assert.match(stdout, new RegExp(`^${worker}$`, "m"));
+            assert.ok(!stdout.includes("10.213.0."), `${worker} has no address on the public bridge: ${stdout}`);
+        }
+    });
+
+    test("Ray runs across both networks: the GCS table, ray status and a smoke job see every node", async () => {
+        const ids = await hosts.clusterWhole(NODES, RETURN_SECONDS, "every node in ray status");
+        assert.equal(new Set(Object.values(ids)).size, 3);
+        const stdout = await hosts.smokeJob(NODES.length);
+        assert.match(stdout, /tasks ran on 3 of 3 expected nodes/);
+        for (const node of NODES) {
+            assert.match(stdout, new RegExp(`node ${node} ${hosts.nodeIp(node).replace(/\./g, "\\.")}`));
+        }
+    });
+
+    test("the generated ssh config, installed by npm run ssh-config, takes plain ssh to worker-1 through the head", () => {
+        const sshDir = path.join(userHome, ".ssh");
+        fs.mkdirSync(sshDir, { recursive: true, mode: 0o700 });
+        // The user's own settings after the block: these test hosts have new host keys every run.
+        fs.writeFileSync(path.join(sshDir, "config"), "Host *\n    StrictHostKeyChecking no\n    UserKnownHostsFile /dev/null\n" +
+            "    BatchMode yes\n    ConnectTimeout 10\n    LogLevel ERROR\n", { mode: 0o600 });
+        const install = spawnSync("bash", [path.join(__dirname, "..", "scripts", "ssh-config.sh")], {
+            input: JSON.stringify({ sshConfig: rendered.outputs.sshConfig, sshPrivateKey: hosts.privateKey }),
+            env: { ...process.env, HOME: userHome }, encoding: "utf8",
+        });
+        assert.equal(install.status, 0, install.stderr);
+        const config = path.join(sshDir, "config");
+        assert.match(fs.readFileSync(config, "utf8"), new RegExp(`Host worker-1\\n {4}HostName ${hosts.nodeIp("worker-1").replace(/\./g, "\\.")}\\n {4}ProxyJump headnode\\n`));
+        // ssh finds ~/.ssh/config through the password database, not HOME; -F names it, and ProxyJump passes it on.
+        const ssh = (...args: string[]) => spawnSync("ssh", ["-F", config, ...args], { encoding: "utf8", timeout: 60_000 });
+        const through = ssh("worker-1", "hostname");
+        assert.equal(through.status, 0, through.stderr);
+        assert.equal(through.stdout.trim(), "worker-1");
+        const direct = ssh("-o", "ProxyJump=none", "worker-1", "hostname");
+        assert.notEqual(direct.status, 0, "without the jump there is no way in");
+        assert.match(direct.stderr, /Network is unreachable|No route to host/);
+    });
+
+    test("a private worker that reboots comes back by itself and rejoins through the private network", async () => {
+        const boots = hosts.boots("worker-1").length;
+        await hosts.run("worker-1", "sudo systemctl reboot").catch(() => undefined); // the session may die with the host
+        await hosts.waitForBoot("worker-1", boots + 1, 180);
+        await hosts.clusterWhole(NODES, RETURN_SECONDS, "worker-1 back in ray status after its reboot");
+        const { stdout } = await hosts.run("worker-1", "systemctl is-active ray-worker; ip -4 -o addr show scope global");
+        assert.match(stdout, /^active$/m);
+    });
+});
