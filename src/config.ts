@@ -339,14 +339,6 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
     if (autostopIdleMinutes > 0 && !bootstrapRay) {
         fail("autostopIdleMinutes", "0 when bootstrapRay is false: autostop judges idleness from Ray, which is not installed");
     }
-    if (workerSpot && NO_SPOT_FAMILIES.test(workerInstanceType)) {
-        fail("workerSpot", `false with workerInstanceType ${workerInstanceType}: EC2 runs that family on Dedicated ` +
-            "Hosts only, never on the spot market");
-    }
-    for (const group of groups.filter((g) => g.spot && NO_SPOT_FAMILIES.test(g.instanceType))) {
-        fail("workerGroups", `group '${group.name}' field 'spot': false with instanceType ${group.instanceType}, which EC2 ` +
-            "runs on Dedicated Hosts only, never on the spot market");
-    }
     const defaultGroup: WorkerGroup = {
         name: DEFAULT_GROUP,
         instanceType: workerInstanceType,
@@ -357,14 +349,20 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
         spot: workerSpot,
         gpu: isNvidiaGpuType(workerInstanceType),
     };
-    if (defaultGroup.gpu && defaultGroup.amiId === "" && defaultGroup.volumeSizeGb < DLAMI_ROOT_SNAPSHOT_GB && workerCount > 0) {
-        fail("volumeSizeGb", `at least ${DLAMI_ROOT_SNAPSHOT_GB} with workerInstanceType ${workerInstanceType}: its workers boot ` +
-            `the Deep Learning AMI, whose root snapshot is ${DLAMI_ROOT_SNAPSHOT_GB} GB`);
-    }
-    for (const group of groups.filter((g) => g.gpu && g.amiId === undefined && g.volumeSizeGb !== undefined &&
-        g.volumeSizeGb < DLAMI_ROOT_SNAPSHOT_GB)) {
-        fail("workerGroups", `group '${group.name}' field 'volumeSizeGb': at least ${DLAMI_ROOT_SNAPSHOT_GB}, since ` +
-            `${group.instanceType} boots the Deep Learning AMI, whose root snapshot is ${DLAMI_ROOT_SNAPSHOT_GB} GB (got ${group.volumeSizeGb})`);
+    const workerGroups = [defaultGroup, ...groups.map((g) => ({
+        ...g,
+        volumeSizeGb: g.volumeSizeGb ?? (g.gpu ? GPU_DEFAULT_VOLUME_GB : volumeSizeGb),
+        amiId: g.amiId ?? amiId,
+    }))];
+    // The default group's settings are top-level keys; another group's are fields of workerGroups.
+    for (const group of workerGroups) {
+        const isDefault = group.name === DEFAULT_GROUP;
+        const problem = instanceTypeProblem(group, isDefault ? "workerInstanceType" : "instanceType");
+        if (problem && isDefault) {
+            fail(problem.field === "spot" ? "workerSpot" : "volumeSizeGb", problem.expected);
+        } else if (problem) {
+            fail("workerGroups", `group '${group.name}' field '${problem.field}': ${problem.expected}`);
+        }
     }
 
     const natGateway = bool("natGateway");
@@ -404,17 +402,29 @@ export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
         pythonInstaller: oneOf("pythonInstaller", ["uv", "pip"] as const),
         bootstrapTimeoutSeconds,
         autostopIdleMinutes,
-        workerGroups: [defaultGroup, ...groups.map((g) => ({
-            ...g,
-            volumeSizeGb: g.volumeSizeGb ?? (g.gpu ? GPU_DEFAULT_VOLUME_GB : volumeSizeGb),
-            amiId: g.amiId ?? amiId,
-        }))],
+        workerGroups,
         headSchedulable: bool("headSchedulable"),
         workerNetwork,
         privateSubnetCidr,
         natGateway,
         existingNetwork,
     };
+}
+
+/**
+ * What a group's instance type rules out: the spot market for families EC2 runs on Dedicated Hosts only, and a
+ * root volume smaller than the Deep Learning AMI's snapshot for a GPU type that boots it.
+ */
+function instanceTypeProblem(group: WorkerGroup, typeKey: string): { field: "spot" | "volumeSizeGb"; expected: string } | undefined {
+    const type = `${typeKey} ${group.instanceType}`;
+    if (group.spot && NO_SPOT_FAMILIES.test(group.instanceType)) {
+        return { field: "spot", expected: `false with ${type}, which EC2 runs on Dedicated Hosts only, never on the spot market` };
+    }
+    if (group.gpu && group.amiId === "" && group.count > 0 && group.volumeSizeGb < DLAMI_ROOT_SNAPSHOT_GB) {
+        return { field: "volumeSizeGb", expected: `at least ${DLAMI_ROOT_SNAPSHOT_GB} with ${type}, which boots the Deep ` +
+            `Learning AMI, whose root snapshot is ${DLAMI_ROOT_SNAPSHOT_GB} GB (got ${group.volumeSizeGb})` };
+    }
+    return undefined;
 }
 
 /** Keys that shape a network the stack builds itself, and so mean nothing in a VPC it is given. */

@@ -56,6 +56,13 @@ describe("worker groups under mocks", () => {
         assert.deepEqual(gpu.options.ignoreChanges, []);
     });
 
+    test("a GPU group on the stack-wide amiId boots that image, so the Deep Learning AMI's volume floor does not apply", async () => {
+        const r = await rendered({ amiId: "ami-0feedfacecafe0002", workerGroups: [{ ...GPU, volumeSizeGb: 30 }] });
+        const gpu = byName(r, "ray-cluster-gpu-1");
+        assert.equal(gpu.inputs.ami, "ami-0feedfacecafe0002");
+        assert.equal(gpu.inputs.rootBlockDevice.volumeSize, 30);
+    });
+
     test("every node's start carries its group as a Ray label; a GPU count only where the group declares one", async () => {
         const r = await rendered({ workerCount: 1, workerGroups: [CPU, { ...GPU, gpus: 1 }] });
         const start = (node: string) => commandSummary(reveal(byName(r, `ray-cluster-${node}-start`).inputs).create);
