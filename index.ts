@@ -6,7 +6,7 @@ import { NodeRole } from "./src/iam";
 import { ClusterKeyPair } from "./src/keypair";
 import { Network } from "./src/network";
 import { HEAD_NODE_NAME, RayNodes } from "./src/nodes";
-import { RayCluster } from "./src/ray";
+import { RayCluster, sshRoute } from "./src/ray";
 import { ClusterSecurity, DASHBOARD_PORT, GCS_PORT } from "./src/security";
 import { dashboardTunnelCommand, renderSshConfig } from "./src/sshconfig";
 import { PipelineBuckets } from "./src/storage";
@@ -92,17 +92,11 @@ export = async () => {
     }
 
     const allNodes = [nodes.head, ...nodes.workers];
-    // Private workers are reached by their private address through the head, as the bootstrap reaches them.
-    const sshHosts = pulumi.all(allNodes.map((node) => pulumi.all([node.publicIp, node.privateIp]))).apply((ips) =>
-        allNodes.map((node, i) => {
-            const throughHead = privateWorkers && node !== nodes.head;
-            const [publicIp, privateIp] = ips[i];
-            return {
-                alias: node.name,
-                hostName: throughHead || config.connectVia === "private" ? privateIp : publicIp,
-                proxyJump: throughHead ? HEAD_NODE_NAME : undefined,
-            };
-        }));
+    // The user's ssh takes the bootstrap's way to each node: private workers through the head.
+    const sshHosts = pulumi.all(allNodes.map((node) => {
+        const route = sshRoute(node, access);
+        return route.host.apply((hostName) => ({ alias: node.name, hostName, proxyJump: route.via?.name }));
+    }));
     const headPrivateIp = nodes.head.privateIp;
 
     return {

@@ -42,24 +42,31 @@ export interface SshAccess {
     jumpHost?: RayNode;
 }
 
+/** How SSH reaches a node: the address it dials, and the node it goes through first, if any. */
+export function sshRoute(node: RayNode, access: Pick<SshAccess, "connectVia" | "jumpHost">): { host: pulumi.Output<string>; via?: RayNode } {
+    if (access.jumpHost === undefined || node === access.jumpHost) {
+        return { host: access.connectVia === "public" ? node.publicIp : node.privateIp };
+    }
+    // A private worker has no public address and admits SSH from cluster members only: it is dialled by its
+    // private address from the jump host.
+    return { host: node.privateIp, via: access.jumpHost };
+}
+
 /** The SSH connection to a node, waiting for it across the whole bound while it boots. */
 export function nodeConnection(node: RayNode, access: SshAccess): command.types.input.remote.ConnectionArgs {
     // A booting node refuses SSH at once, and the provider waits at most DIAL_RETRY_CAP_SECONDS between dials:
     // this many dials wait out the whole bound even then. A dial that hangs is cut by PER_DIAL_TIMEOUT_SECONDS.
     const dialErrorLimit = Math.max(10, Math.ceil(access.timeoutSeconds / DIAL_RETRY_CAP_SECONDS));
-    const direct = (target: RayNode) => ({
-        host: access.connectVia === "public" ? target.publicIp : target.privateIp,
+    const to = (host: pulumi.Output<string>) => ({
+        host,
         user: access.sshUser,
         privateKey: access.privateKey,
         perDialTimeout: PER_DIAL_TIMEOUT_SECONDS,
         dialErrorLimit,
     });
-    if (access.jumpHost === undefined || node === access.jumpHost) {
-        return direct(node);
-    }
-    // A private worker has no public address and admits SSH from cluster members only: the provider dials the
-    // jump host, then the worker's private address from there.
-    return { ...direct(node), host: node.privateIp, proxy: direct(access.jumpHost) };
+    const route = sshRoute(node, access);
+    // Through a jump host the provider dials it first, then the node from there.
+    return route.via ? { ...to(route.host), proxy: to(sshRoute(route.via, access).host) } : to(route.host);
 }
 
 /** Custom timeouts of a node command: a create may wait out several bounds; a delete, one. */
