@@ -125,6 +125,21 @@ if (missing.length > 0) {
         assert.match(direct.stderr, /Network is unreachable|No route to host/);
     });
 
+    test("a login refused while a host boots (/run/nologin) is dialled again, directly and through the head", async () => {
+        // Early in a boot sshd answers before systemd-user-sessions lifts /run/nologin, and refuses the login user;
+        // the provider dials again, so the harness must too. The worker's refusal outlasts the head's, so that its
+        // dial passes the head and is refused by the worker itself.
+        const lifted = { "worker-1": 8, headnode: 3 };
+        for (const [node, seconds] of Object.entries(lifted)) {
+            await hosts.run(node, `sudo touch /run/nologin && sudo systemd-run --quiet --on-active=${seconds} rm -f /run/nologin`);
+        }
+        const results = await Promise.all(Object.keys(lifted).map((node) => hosts.run(node, "test ! -e /run/nologin && echo in")));
+        for (const [node, result] of Object.keys(lifted).map((n, i) => [n, results[i]] as const)) {
+            assert.equal(result.stdout.trim(), "in", node);
+            assert.ok((result.dialSeconds ?? 0) > 0, `${node}: the first dial was refused and a later one got in`);
+        }
+    });
+
     test("a private worker that reboots comes back by itself and rejoins through the private network", async () => {
         const boots = hosts.boots("worker-1").length;
         await hosts.run("worker-1", "sudo systemctl reboot").catch(() => undefined); // the session may die with the host

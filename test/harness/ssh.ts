@@ -53,8 +53,15 @@ function keyFile(privateKey: string): string {
     return file;
 }
 
-/** ssh's own failures to reach a host (exit 255), as opposed to the remote command's. */
+/**
+ * ssh's own failures to reach a host (exit 255), as opposed to the remote command's. "Connection closed by" is a
+ * close before any session, such as sshd refusing logins while /run/nologin exists early in a boot; a session cut
+ * short (a reboot) says "Connection to … closed by remote host" instead, and is never dialled again.
+ */
 const DIAL_ERROR = /Connection refused|Connection timed out|No route to host|Connection reset|Connection closed by|kex_exchange_identification|Network is unreachable|open failed|connect failed/;
+
+/** The notice ssh gives for each new test host's key, which UserKnownHostsFile=/dev/null makes on every dial. */
+const KNOWN_HOSTS_NOTICE = /^Warning: Permanently added .* to the list of known hosts\.\r?\n/gm;
 
 /**
  * Runs `text` on the command's host; resolves with its output, rejects with CommandFailed on a non-zero exit. Like
@@ -81,7 +88,10 @@ export async function runOverSsh(inputs: CommandInputs, text: string, stdin?: st
     }
 }
 
-/** ssh's options for one hop: its key, port and bounds, with no host-key prompt (test hosts are new each run). */
+/**
+ * ssh's options for one hop: its key, port and bounds, with no host-key prompt (test hosts are new each run). The
+ * log level stays at ssh's default: a quieter one hides the line that tells a refused login from a failed command.
+ */
 function hopOptions(connection: Omit<Connection, "proxy">): string[] {
     const { port = 22, privateKey, perDialTimeout = 10 } = connection;
     if (!privateKey) {
@@ -93,7 +103,6 @@ function hopOptions(connection: Omit<Connection, "proxy">): string[] {
         "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=no",
         "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "LogLevel=ERROR",
         "-o", `ConnectTimeout=${perDialTimeout}`,
     ];
 }
@@ -118,7 +127,12 @@ function runOnce(inputs: CommandInputs, text: string, stdin: string | undefined,
         child.stderr.on("data", (d) => (stderr += d));
         child.on("error", reject);
         child.on("close", (code) => {
-            const result = { stdout, stderr, code: code ?? -1, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+            const result = {
+                stdout,
+                stderr: stderr.replace(KNOWN_HOSTS_NOTICE, ""),
+                code: code ?? -1,
+                seconds: Number(process.hrtime.bigint() - started) / 1e9,
+            };
             if (result.code === 0) {
                 resolve(result);
             } else {
