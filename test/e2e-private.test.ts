@@ -133,8 +133,9 @@ if (missing.length > 0) {
         for (const [node, seconds] of Object.entries(lifted)) {
             await hosts.run(node, `sudo touch /run/nologin && sudo systemd-run --quiet --on-active=${seconds} rm -f /run/nologin`);
         }
-        const results = await Promise.all(Object.keys(lifted).map((node) => hosts.run(node, "test ! -e /run/nologin && echo in")));
-        for (const [node, result] of Object.keys(lifted).map((n, i) => [n, results[i]] as const)) {
+        const logins = await Promise.all(Object.keys(lifted).map(async (node) =>
+            [node, await hosts.run(node, "test ! -e /run/nologin && echo in")] as const));
+        for (const [node, result] of logins) {
             assert.equal(result.stdout.trim(), "in", node);
             assert.ok((result.dialSeconds ?? 0) > 0, `${node}: the first dial was refused and a later one got in`);
         }
