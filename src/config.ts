@@ -1,91 +1,19 @@
+/**
+ * What a user can set, in the `ray-cluster` namespace: each key once, with its type, default, bounds and
+ * description, and beside each group of keys the rules that span them. Pulumi.yaml's `config:` block is rendered
+ * from these declarations (`npm run config:yaml`; a test fails when the two drift). Every problem of a stack is
+ * reported at once, before any resource exists.
+ */
 import * as pulumi from "@pulumi/pulumi";
-import * as ipaddr from "ipaddr.js";
 import * as semver from "semver";
+import { z } from "zod";
+import {
+    choice, cidr, cidrList, ConfigError, flag, flagField, inside, integer, KeySchema, overlaps, parseCidr, Problem,
+    problemsOf, structured, text, textField, usableAddresses, wholeField,
+} from "./config-schema";
 import { DEFAULT_GROUP, DLAMI_ROOT_SNAPSHOT_GB, GPU_DEFAULT_VOLUME_GB, HEAD_GROUP, isNvidiaGpuType, WorkerGroup } from "./groups";
 
-/** How the bootstrap reaches the nodes over SSH. */
-export type ConnectVia = "public" | "private";
-
-/** Where workers live: beside the head in its public subnet, or in a private subnet reached only through the head. */
-export type WorkerNetwork = "public" | "private";
-
-/** An existing VPC the cluster is placed in, instead of a network of its own. */
-export interface ExistingNetwork {
-    /** The VPC. */
-    vpcId: string;
-    /** The head's subnet, which routes to an internet gateway unless connectVia is private. */
-    subnetId: string;
-    /** The workers' subnet with workerNetwork private; empty puts them in subnetId. */
-    privateSubnetId: string;
-}
-
-/** The validated, fully defaulted settings of one stack. Everything downstream takes plain values from here. */
-export interface ClusterConfig {
-    /** Pulumi project name, used in tags and resource names. */
-    project: string;
-    /** Pulumi stack name, used in tags and the default identity file. */
-    stack: string;
-    /** Number of worker nodes besides the head (0-100). */
-    workerCount: number;
-    /** EC2 instance type of the head node. */
-    headInstanceType: string;
-    /** EC2 instance type of every worker node. */
-    workerInstanceType: string;
-    /** Root volume size of every node, in GB. */
-    volumeSizeGb: number;
-    /** IPv4 CIDR of the VPC. */
-    vpcCidr: string;
-    /** IPv4 CIDR of the public subnet; must lie inside the VPC. */
-    subnetCidr: string;
-    /** Availability zone of the subnet; empty means the region's first available zone. */
-    availabilityZone: string;
-    /** CIDRs allowed to reach SSH (22). */
-    sshAllowedCidrs: string[];
-    /** CIDRs allowed to reach the dashboard (8265) and Ray client (10001) directly. */
-    dashboardAllowedCidrs: string[];
-    /** AMI to boot; empty means the latest Canonical Ubuntu 24.04 amd64 image. */
-    amiId: string;
-    /** Login user on the nodes. */
-    sshUser: string;
-    /** Path written as IdentityFile into the generated ssh config. */
-    sshIdentityFile: string;
-    /** Whether `pulumi destroy` may delete buckets that still hold objects. */
-    bucketForceDestroy: boolean;
-    /** Whether to install and start Ray on the nodes, or build the infrastructure only. */
-    bootstrapRay: boolean;
-    /** Exact Ray release installed on every node. */
-    rayVersion: string;
-    /** Whether SSH from this machine goes to the nodes' public or private addresses. */
-    connectVia: ConnectVia;
-    /** PEP 503 package index that replaces PyPI on the nodes; empty means PyPI. */
-    packageIndexUrl: string;
-    /** Python package installer used on the nodes. */
-    pythonInstaller: "uv" | "pip";
-    /** Bound, in seconds, on each wait of the bootstrap: cloud-init, the head's GCS, the cluster check. */
-    bootstrapTimeoutSeconds: number;
-    /** Minutes of continuous idleness after which the head stops every instance of the stack; 0 is off. */
-    autostopIdleMinutes: number;
-    /** Every worker group, the default `worker` group (workerCount × workerInstanceType) first. */
-    workerGroups: WorkerGroup[];
-    /** Whether Ray may schedule tasks and actors on the head; false starts it with --num-cpus=0. */
-    headSchedulable: boolean;
-    /** Whether workers sit in the head's public subnet, or in a private one reached only through the head. */
-    workerNetwork: WorkerNetwork;
-    /** IPv4 CIDR of the private subnet (workerNetwork private, own network only). */
-    privateSubnetCidr: string;
-    /** Whether private workers reach the internet through a NAT gateway (workerNetwork private, own network only). */
-    natGateway: boolean;
-    /** The existing VPC and subnets the cluster goes into; undefined builds a network of its own. */
-    existingNetwork?: ExistingNetwork;
-}
-
-/** Thrown for a bad config value; a RunError so the CLI prints the message without a stack trace. */
-export class ConfigError extends pulumi.RunError {
-    constructor(message: string) {
-        super(message);
-        this.name = "ConfigError";
-    }
-}
+export { ConfigError } from "./config-schema";
 
 /** Token auth arrived in Ray 2.52.0; older releases would start without authentication. */
 export const MIN_RAY_VERSION = "2.52.0";
@@ -95,321 +23,91 @@ export const MIN_VOLUME_GB = 8;
 export const MAX_VOLUME_GB = 16384;
 /** A week: a longer idle bound is no cost control, and Ray's state would not tell a week-old job from a hung one. */
 export const MAX_AUTOSTOP_MINUTES = 10080;
-/**
- * Families EC2 offers on Dedicated Hosts only (mac*, u-* high memory): RunInstances refuses them on the spot market.
- */
-const NO_SPOT_FAMILIES = /^(mac\d|u-|u\d)/;
 
-/**
- * Every key this program reads, with its default. Pulumi.yaml declares the same keys with the same defaults
- * (a test keeps the two equal); the defaults also live here because `pulumi.Config` under test mocks, or a
- * stack created before a key was added, does not see the project file.
- */
-export const CONFIG_DEFAULTS = {
-    workerCount: 2,
-    headInstanceType: "t3.medium",
-    workerInstanceType: "t3.small",
-    volumeSizeGb: 20,
-    vpcCidr: "10.0.0.0/16",
-    subnetCidr: "10.0.1.0/24",
-    availabilityZone: "",
-    sshAllowedCidrs: ["0.0.0.0/0"] as string[],
-    dashboardAllowedCidrs: [] as string[],
-    amiId: "",
-    sshUser: "ubuntu",
-    sshIdentityFile: "",
-    bucketForceDestroy: false,
-    bootstrapRay: true,
-    rayVersion: DEFAULT_RAY_VERSION,
-    connectVia: "public",
-    packageIndexUrl: "",
-    pythonInstaller: "uv",
-    bootstrapTimeoutSeconds: 600,
-    autostopIdleMinutes: 0,
-    workerSpot: false,
-    workerGroups: [] as unknown[],
-    headSchedulable: true,
-    workerNetwork: "public",
-    privateSubnetCidr: "10.0.2.0/24",
-    natGateway: true,
-    vpcId: "",
-    subnetId: "",
-    privateSubnetId: "",
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
+const AMI_ID = /^$|^ami-[0-9a-f]{8,17}$/;
+const AMI_FORM = "an AMI id such as ami-0abcdef1234567890";
+/** Families EC2 offers on Dedicated Hosts only (mac*, u-* high memory): RunInstances refuses them on the spot market. */
+const NO_SPOT_FAMILIES = /^(mac\d|u-|u\d)/;
+const awsId = (prefix: string) => new RegExp(`^$|^${prefix}-[0-9a-f]{8,17}$`);
+
+// ── The nodes ────────────────────────────────────────────────────────────────────────────────────────────────────
+
+const GROUP_FIELDS = {
+    name: textField(/^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$/, "a lowercase name of 1 to 20 letters, digits and dashes, starting with a letter",
+        "The group's name; its nodes are <name>-1 … <name>-N.", true,
+        { holds: (name) => name !== DEFAULT_GROUP && name !== HEAD_GROUP,
+            expected: `a name other than '${DEFAULT_GROUP}' (the default group: workerCount, workerInstanceType) and '${HEAD_GROUP}'` }),
+    instanceType: textField(INSTANCE_TYPE, "an EC2 instance type such as g5.xlarge", "EC2 instance type of the group's nodes.", true),
+    count: wholeField(0, MAX_WORKERS, "Number of nodes.", true),
+    volumeSizeGb: wholeField(MIN_VOLUME_GB, MAX_VOLUME_GB,
+        `Root volume in GB; default volumeSizeGb, or ${GPU_DEFAULT_VOLUME_GB} for an NVIDIA GPU type.`, false),
+    amiId: textField(AMI_ID, AMI_FORM, "AMI of the group; default amiId, or the Deep Learning AMI for an NVIDIA GPU type.", false),
+    spot: flagField("Run the group on the spot market (default false)."),
+    gpus: wholeField(0, 16, "GPUs Ray is told each node has; default: what Ray detects.", false),
+};
+const GROUP_SHAPE = 'a list of groups such as [{"name": "gpu", "instanceType": "g5.xlarge", "count": 1}]';
+const groupEntry = z.strictObject(GROUP_FIELDS, { error: `an object such as {"name": "gpu", "instanceType": "g5.xlarge", "count": 1}` });
+const groupList = z.array(groupEntry, { error: GROUP_SHAPE }).superRefine((groups, ctx) => {
+    const names = groups.map((group) => (group as { name?: unknown } | undefined)?.name);
+    names.forEach((name, i) => {
+        if (typeof name === "string" && names.indexOf(name) < i) {
+            ctx.addIssue({ code: "custom", path: [i, "name"], message: "a name no other group has" });
+        }
+    });
+    // Also when another field of some group is wrong, so that every mistake shows at once.
+}, { when: () => true });
+/** How errors name an entry of workerGroups: by its name when it has one. */
+const groupLabel = (entry: unknown, index: number) => {
+    const name = (entry as { name?: unknown } | undefined)?.name;
+    return typeof name === "string" && name !== "" ? `group '${name}'` : `group ${index}`;
 };
 
-/**
- * Keys with structured values. A Pulumi project declares config types only as strings, integers, booleans and
- * arrays of those, so these stay out of Pulumi.yaml's declarations (a comment there names them).
- */
-export const STRUCTURED_KEYS: readonly string[] = ["workerGroups"];
+const NODE_KEYS = {
+    workerCount: integer(2, 0, MAX_WORKERS, "Number of Ray worker nodes besides the head, from 0 to 100."),
+    headInstanceType: text("t3.medium", INSTANCE_TYPE, "an EC2 instance type such as t3.medium", "EC2 instance type of the head node."),
+    workerInstanceType: text("t3.small", INSTANCE_TYPE, "an EC2 instance type such as t3.small", "EC2 instance type of each worker node."),
+    volumeSizeGb: integer(20, MIN_VOLUME_GB, MAX_VOLUME_GB, "Encrypted gp3 root volume size of every node, in GB (at least 8)."),
+    amiId: text("", AMI_ID, `${AMI_FORM}, or empty`,
+        "AMI for every node; empty uses the latest Canonical Ubuntu 24.04 LTS amd64 image of the region."),
+    workerSpot: flag(false, "Run the workers on the spot market, with a persistent request that stops (not terminates) a " +
+        "reclaimed worker; the head stays on-demand."),
+    headSchedulable: flag(true, "Let Ray schedule tasks and actors on the head; false starts the head with --num-cpus=0, " +
+        "as Ray advises for large clusters."),
+    workerGroups: structured(groupList, "Named groups of workers besides the default one (workerCount × workerInstanceType).",
+        GROUP_SHAPE),
+};
 
-export type ConfigKey = keyof typeof CONFIG_DEFAULTS;
-export const CONFIG_KEYS = Object.keys(CONFIG_DEFAULTS) as ConfigKey[];
-
-type RawValues = Partial<Record<ConfigKey, string>>;
-
-/** Reads the `ray-cluster` namespace of the stack config and validates it before any resource exists. */
-export function loadConfig(): ClusterConfig {
-    const namespace = pulumi.getProject();
-    const config = new pulumi.Config(namespace);
-    rejectUnknownKeys(namespace, Object.keys(pulumi.runtime.allConfig()));
-    const raw: RawValues = {};
-    for (const key of CONFIG_KEYS) {
-        const value = config.get(key);
-        if (value !== undefined) {
-            raw[key] = value;
-        }
-    }
-    return parseConfig(raw, { project: namespace, stack: pulumi.getStack(), namespace });
-}
-
-/** Fails on keys of this program's namespace that it does not read, so a typo never silently yields a default. */
-export function rejectUnknownKeys(namespace: string, fullKeys: string[]): void {
-    const known = new Set<string>(CONFIG_KEYS);
-    const unknown = fullKeys
-        .filter((full) => full.startsWith(`${namespace}:`))
-        .map((full) => full.slice(namespace.length + 1))
-        .filter((key) => !known.has(key));
-    if (unknown.length === 0) {
-        return;
-    }
-    const lines = unknown.map((key) => {
-        const near = CONFIG_KEYS.find((k) => k.toLowerCase() === key.toLowerCase());
-        const hint = near ? ` (did you mean '${namespace}:${near}'?)` : "";
-        return `unknown config key '${namespace}:${key}'${hint}`;
-    });
-    throw new ConfigError(`${lines.join("; ")}. Known keys: ${CONFIG_KEYS.join(", ")}.`);
-}
-
-interface ParseContext {
-    project: string;
-    stack: string;
-    namespace: string;
-}
-
-/** Turns raw string values (as `pulumi config set` stores them) into a validated ClusterConfig. */
-export function parseConfig(raw: RawValues, ctx: ParseContext): ClusterConfig {
-    const fail = (key: ConfigKey, expected: string): never => {
-        throw new ConfigError(
-            `invalid config '${ctx.namespace}:${key}': got ${JSON.stringify(raw[key])}, expected ${expected}`,
-        );
-    };
-
-    const integer = (key: ConfigKey, min: number, max: number): number => {
-        const text = raw[key];
-        if (text === undefined) {
-            return CONFIG_DEFAULTS[key] as number;
-        }
-        const value = Number(text);
-        if (!/^\s*\d+\s*$/.test(text) || value < min || value > max) {
-            fail(key, `a whole number from ${min} to ${max}`);
-        }
-        return value;
-    };
-
-    const bool = (key: ConfigKey): boolean => {
-        const text = raw[key];
-        if (text === undefined) {
-            return CONFIG_DEFAULTS[key] as boolean;
-        }
-        if (text !== "true" && text !== "false") {
-            fail(key, "true or false");
-        }
-        return text === "true";
-    };
-
-    const str = (key: ConfigKey): string => raw[key] ?? (CONFIG_DEFAULTS[key] as string);
-
-    const text = (key: ConfigKey, pattern: RegExp, expected: string): string => {
-        const value = str(key);
-        if (!pattern.test(value)) {
-            fail(key, expected);
-        }
-        return value;
-    };
-
-    const oneOf = <T extends string>(key: ConfigKey, choices: readonly T[]): T => {
-        const value = str(key);
-        if (!(choices as readonly string[]).includes(value)) {
-            fail(key, `one of ${choices.map((c) => `'${c}'`).join(", ")}`);
-        }
-        return value as T;
-    };
-
-    const cidr = (key: ConfigKey): [string, ipaddr.IPv4, number] => {
-        const value = str(key);
-        const parsed = parseCidr(value);
-        if (!parsed) {
-            return fail(key, "an IPv4 CIDR block such as 10.0.0.0/16, with no host bits set");
-        }
-        return [value, ...parsed];
-    };
-
-    const cidrList = (key: ConfigKey): string[] => {
-        const value = raw[key];
-        if (value === undefined) {
-            return [...(CONFIG_DEFAULTS[key] as string[])];
-        }
-        const parsed = parseJson(value);
-        const expected = 'a JSON list of IPv4 CIDR blocks such as ["203.0.113.0/24"]';
-        if (!Array.isArray(parsed) || !parsed.every((item) => typeof item === "string")) {
-            return fail(key, expected);
-        }
-        const blocks = parsed as string[];
-        const ranges = blocks.map((item) => parseCidr(item) ?? fail(key, `${expected}; '${item}' is not one`));
-        // Overlapping blocks make duplicate or redundant security-group rules, which AWS rejects or hides.
-        ranges.forEach(([address, prefix], i) => {
-            ranges.slice(0, i).forEach(([other, otherPrefix], j) => {
-                const shorter = Math.min(prefix, otherPrefix);
-                if (address.match(other, shorter)) {
-                    fail(key, `${expected}, none overlapping another; '${blocks[i]}' overlaps '${blocks[j]}'`);
-                }
-            });
-        });
-        return blocks;
-    };
-
-    const workerCount = integer("workerCount", 0, MAX_WORKERS);
-    const volumeSizeGb = integer("volumeSizeGb", MIN_VOLUME_GB, MAX_VOLUME_GB);
-    const bootstrapTimeoutSeconds = integer("bootstrapTimeoutSeconds", 30, 7200);
-
-    const instanceType = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
-    const headInstanceType = text("headInstanceType", instanceType, "an EC2 instance type such as t3.medium");
-    const workerInstanceType = text("workerInstanceType", instanceType, "an EC2 instance type such as t3.small");
-
-    const amiPattern = /^$|^ami-[0-9a-f]{8,17}$/;
-    const workerSpot = bool("workerSpot");
-    const groups = parseWorkerGroups(raw.workerGroups, (expected) => fail("workerGroups", expected), instanceType, amiPattern);
-    const totalWorkers = workerCount + groups.reduce((sum, g) => sum + g.count, 0);
-    if (totalWorkers > MAX_WORKERS) {
-        fail("workerGroups", `groups that with workerCount ${workerCount} add up to at most ${MAX_WORKERS} workers (they make ${totalWorkers})`);
-    }
-
-    const workerNetwork = oneOf("workerNetwork", ["public", "private"] as const);
-    const privateWorkers = workerNetwork === "private";
-    // First: in a given VPC the network keys below are not this stack's to set.
-    const existingNetwork = parseExistingNetwork(raw, fail, privateWorkers);
-    const [vpcCidr, vpcAddress, vpcPrefix] = cidr("vpcCidr");
-    if (vpcPrefix < 16 || vpcPrefix > 28) {
-        fail("vpcCidr", "an IPv4 CIDR block with a prefix from /16 to /28 (the range AWS allows for a VPC)");
-    }
-    const [subnetCidr, subnetAddress, subnetPrefix] = cidr("subnetCidr");
-    if (subnetPrefix < vpcPrefix || subnetPrefix > 28 || !subnetAddress.match(vpcAddress, vpcPrefix)) {
-        fail("subnetCidr", `an IPv4 CIDR block inside vpcCidr ${vpcCidr}, with a prefix from /${vpcPrefix} to /28`);
-    }
-    // AWS reserves five addresses of every subnet; the nodes need the rest. In private mode the public subnet holds
-    // the head and the NAT gateway, and the private one the workers.
-    const roomFor = (key: ConfigKey, prefix: number, needed: number, what: string) => {
-        const usableAddresses = 2 ** (32 - prefix) - 5;
-        if (usableAddresses < needed) {
-            fail(key, `a subnet with room for ${needed} ${what} (it has ${usableAddresses} usable addresses)`);
-        }
-    };
-    roomFor("subnetCidr", subnetPrefix, privateWorkers ? 2 : totalWorkers + 1,
-        privateWorkers ? "addresses (the head and the NAT gateway)" : "nodes");
-    const [privateSubnetCidr, privateAddress, privatePrefix] = cidr("privateSubnetCidr");
-    if (privateWorkers) {
-        if (privatePrefix < vpcPrefix || privatePrefix > 28 || !privateAddress.match(vpcAddress, vpcPrefix)) {
-            fail("privateSubnetCidr", `an IPv4 CIDR block inside vpcCidr ${vpcCidr}, with a prefix from /${vpcPrefix} to /28`);
-        }
-        if (privateAddress.match(subnetAddress, Math.min(subnetPrefix, privatePrefix))) {
-            fail("privateSubnetCidr", `an IPv4 CIDR block that does not overlap subnetCidr ${subnetCidr}, such as ` +
-                `${CONFIG_DEFAULTS.privateSubnetCidr === subnetCidr ? "10.0.3.0/24" : CONFIG_DEFAULTS.privateSubnetCidr}`);
-        }
-        roomFor("privateSubnetCidr", privatePrefix, totalWorkers, "workers");
-    }
-
-    const availabilityZone = text("availabilityZone", /^$|^[a-z]{2}(-[a-z]+)+-\d[a-z]$/,
-        "an availability zone such as us-east-1a, or empty for the region's first available zone");
-    const amiId = text("amiId", amiPattern, "an AMI id such as ami-0abcdef1234567890, or empty");
-    const sshUser = text("sshUser", /^[a-z_][a-z0-9_-]{0,31}$/, "a Unix user name such as ubuntu");
-    const sshIdentityFile = text("sshIdentityFile", /^[^\s]*$/, "a file path without spaces, or empty")
-        || `~/.ssh/${ctx.project}-${ctx.stack}.pem`;
-
-    const rayVersion = text("rayVersion", /^\d+\.\d+\.\d+$/, `an exact Ray release such as ${DEFAULT_RAY_VERSION}`);
-    if (semver.lt(rayVersion, MIN_RAY_VERSION)) {
-        fail("rayVersion", `a Ray release of ${MIN_RAY_VERSION} or later (the first with token authentication)`);
-    }
-
-    const packageIndexUrl = text("packageIndexUrl", /^$|^https?:\/\/[^\s'"\\]+$/,
-        "an http(s) URL of a PEP 503 package index such as https://pypi.example.com/simple/, or empty for PyPI");
-
-    const autostopIdleMinutes = integer("autostopIdleMinutes", 0, MAX_AUTOSTOP_MINUTES);
-    const bootstrapRay = bool("bootstrapRay");
-    if (autostopIdleMinutes > 0 && !bootstrapRay) {
-        fail("autostopIdleMinutes", "0 when bootstrapRay is false: autostop judges idleness from Ray, which is not installed");
-    }
-    const defaultGroup: WorkerGroup = {
+/** Every worker group, the default `worker` group first, with each group's defaults filled in from the stack's. */
+function resolveGroups(v: Pick<Settings, "workerCount" | "workerInstanceType" | "volumeSizeGb" | "amiId" | "workerSpot" | "workerGroups">,
+    volumeSizeGiven: boolean): WorkerGroup[] {
+    const defaultGpu = isNvidiaGpuType(v.workerInstanceType);
+    return [{
         name: DEFAULT_GROUP,
-        instanceType: workerInstanceType,
-        count: workerCount,
+        instanceType: v.workerInstanceType,
+        count: v.workerCount,
         // An explicit volumeSizeGb applies to the default group as given; a GPU type gets room for its image.
-        volumeSizeGb: raw.volumeSizeGb === undefined && isNvidiaGpuType(workerInstanceType) ? GPU_DEFAULT_VOLUME_GB : volumeSizeGb,
-        amiId,
-        spot: workerSpot,
-        gpu: isNvidiaGpuType(workerInstanceType),
-    };
-    const workerGroups = [defaultGroup, ...groups.map((g) => ({
-        ...g,
-        volumeSizeGb: g.volumeSizeGb ?? (g.gpu ? GPU_DEFAULT_VOLUME_GB : volumeSizeGb),
-        amiId: g.amiId ?? amiId,
-    }))];
-    // The default group's settings are top-level keys; another group's are fields of workerGroups.
-    for (const group of workerGroups) {
-        const isDefault = group.name === DEFAULT_GROUP;
-        const problem = instanceTypeProblem(group, isDefault ? "workerInstanceType" : "instanceType");
-        if (problem && isDefault) {
-            fail(problem.field === "spot" ? "workerSpot" : "volumeSizeGb", problem.expected);
-        } else if (problem) {
-            fail("workerGroups", `group '${group.name}' field '${problem.field}': ${problem.expected}`);
-        }
-    }
-
-    const natGateway = bool("natGateway");
-    if (!natGateway && !privateWorkers) {
-        fail("natGateway", "true (or unset) with workerNetwork public: only private workers egress through a NAT gateway");
-    }
-    if (!natGateway && bootstrapRay && packageIndexUrl === "") {
-        fail("natGateway", "true unless packageIndexUrl is set: without a NAT gateway private workers have no internet, " +
-            "so Ray and uv must come from a package index they reach inside the network");
-    }
-    const dashboardAllowedCidrs = cidrList("dashboardAllowedCidrs");
-    if (dashboardAllowedCidrs.some((block) => block.endsWith("/0"))) {
-        // Anyone who reaches the dashboard or client port can run code on the cluster.
-        fail("dashboardAllowedCidrs", "specific CIDR blocks, never 0.0.0.0/0 (use the SSH tunnel from dashboardTunnel)");
-    }
-
-    return {
-        project: ctx.project,
-        stack: ctx.stack,
-        workerCount,
-        headInstanceType,
-        workerInstanceType,
-        volumeSizeGb,
-        vpcCidr,
-        subnetCidr,
-        availabilityZone,
-        sshAllowedCidrs: cidrList("sshAllowedCidrs"),
-        dashboardAllowedCidrs,
-        amiId,
-        sshUser,
-        sshIdentityFile,
-        bucketForceDestroy: bool("bucketForceDestroy"),
-        bootstrapRay,
-        rayVersion,
-        connectVia: oneOf("connectVia", ["public", "private"] as const),
-        packageIndexUrl,
-        pythonInstaller: oneOf("pythonInstaller", ["uv", "pip"] as const),
-        bootstrapTimeoutSeconds,
-        autostopIdleMinutes,
-        workerGroups,
-        headSchedulable: bool("headSchedulable"),
-        workerNetwork,
-        privateSubnetCidr,
-        natGateway,
-        existingNetwork,
-    };
+        volumeSizeGb: !volumeSizeGiven && defaultGpu ? GPU_DEFAULT_VOLUME_GB : v.volumeSizeGb,
+        amiId: v.amiId,
+        spot: v.workerSpot,
+        gpu: defaultGpu,
+    }, ...v.workerGroups.map((g) => {
+        const gpu = isNvidiaGpuType(g.instanceType);
+        return {
+            name: g.name,
+            instanceType: g.instanceType,
+            count: g.count,
+            volumeSizeGb: g.volumeSizeGb ?? (gpu ? GPU_DEFAULT_VOLUME_GB : v.volumeSizeGb),
+            amiId: g.amiId || v.amiId,
+            spot: g.spot ?? false,
+            gpu,
+            gpus: g.gpus,
+        };
+    })];
 }
+
+const totalWorkers = (v: Pick<Settings, "workerCount" | "workerGroups">) =>
+    v.workerCount + v.workerGroups.reduce((sum, g) => sum + g.count, 0);
 
 /**
  * What a group's instance type rules out: the spot market for families EC2 runs on Dedicated Hosts only, and a
@@ -422,151 +120,292 @@ function instanceTypeProblem(group: WorkerGroup, typeKey: string): { field: "spo
     }
     if (group.gpu && group.amiId === "" && group.count > 0 && group.volumeSizeGb < DLAMI_ROOT_SNAPSHOT_GB) {
         return { field: "volumeSizeGb", expected: `at least ${DLAMI_ROOT_SNAPSHOT_GB} with ${type}, which boots the Deep ` +
-            `Learning AMI, whose root snapshot is ${DLAMI_ROOT_SNAPSHOT_GB} GB (got ${group.volumeSizeGb})` };
+            `Learning AMI, whose root snapshot is ${DLAMI_ROOT_SNAPSHOT_GB} GB` };
     }
     return undefined;
 }
 
+const NODE_RULES: Rule[] = [
+    rule(["workerCount", "workerGroups"], (v) => totalWorkers(v) > MAX_WORKERS ? {
+        key: "workerGroups",
+        expected: `groups that with workerCount ${v.workerCount} add up to at most ${MAX_WORKERS} workers (they make ${totalWorkers(v)})`,
+    } : undefined),
+    // The default group's settings are top-level keys; another group's are fields of workerGroups.
+    rule(["workerCount", "workerInstanceType", "volumeSizeGb", "amiId", "workerSpot", "workerGroups"], (v, given) =>
+        resolveGroups(v, given("volumeSizeGb")).flatMap((group, i): Problem[] => {
+            const isDefault = group.name === DEFAULT_GROUP;
+            const problem = instanceTypeProblem(group, isDefault ? "workerInstanceType" : "instanceType");
+            if (!problem) {
+                return [];
+            }
+            return isDefault
+                ? [{ key: problem.field === "spot" ? "workerSpot" : "volumeSizeGb", expected: problem.expected }]
+                : [{ key: "workerGroups", entry: groupLabel(v.workerGroups[i - 1], i - 1), field: problem.field,
+                    value: v.workerGroups[i - 1][problem.field], expected: problem.expected }];
+        })),
+];
+
+// ── The network ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+const NETWORK_KEYS = {
+    vpcCidr: cidr("10.0.0.0/16", "IPv4 CIDR block of the VPC (/16 to /28).",
+        { holds: (block) => block.prefix >= 16 && block.prefix <= 28,
+            expected: "an IPv4 CIDR block with a prefix from /16 to /28 (the range AWS allows for a VPC)" }),
+    subnetCidr: cidr("10.0.1.0/24", "IPv4 CIDR block of the public subnet; must lie inside vpcCidr."),
+    availabilityZone: text("", /^$|^[a-z]{2}(-[a-z]+)+-\d[a-z]$/,
+        "an availability zone such as us-east-1a, or empty for the region's first available zone",
+        "Availability zone of the subnet; empty picks the region's first available zone."),
+    sshAllowedCidrs: cidrList(["0.0.0.0/0"], "IPv4 CIDR blocks allowed to reach SSH (22). Narrow this to your own address."),
+    dashboardAllowedCidrs: cidrList([], "IPv4 CIDR blocks allowed to reach the dashboard (8265) and Ray client (10001) " +
+        "directly; by default only the SSH tunnel reaches them.",
+    // Anyone who reaches the dashboard or client port can run code on the cluster.
+    { holds: (blocks) => !blocks.some((block) => block.endsWith("/0")),
+        expected: "specific CIDR blocks, never 0.0.0.0/0 (use the SSH tunnel from dashboardTunnel)" }),
+    workerNetwork: choice("public", ["public", "private"] as const, "Where workers live; public puts them beside the head " +
+        "with public IPs, private puts them in a private subnet with no public IP, reached only through the head."),
+    privateSubnetCidr: cidr("10.0.2.0/24", "IPv4 CIDR block of the workers' private subnet (workerNetwork private); inside " +
+        "vpcCidr, not overlapping subnetCidr."),
+    natGateway: flag(true, "Give private workers internet access through a NAT gateway (billed per hour and per GB); false " +
+        "needs a packageIndexUrl the workers reach inside the network."),
+    vpcId: text("", awsId("vpc"), "an id such as vpc-0abcdef1234567890, or empty", "An existing VPC to place the cluster in, " +
+        "with subnetId (and privateSubnetId for private workers); the stack then creates no VPC, gateway, NAT or route table."),
+    subnetId: text("", awsId("subnet"), "an id such as subnet-0abcdef1234567890, or empty",
+        "The head's subnet in vpcId; it must route to an internet gateway unless connectVia is private."),
+    privateSubnetId: text("", awsId("subnet"), "an id such as subnet-0abcdef1234567890, or empty",
+        "The workers' subnet in vpcId when workerNetwork is private."),
+};
+
 /** Keys that shape a network the stack builds itself, and so mean nothing in a VPC it is given. */
-const OWN_NETWORK_KEYS: ConfigKey[] = ["vpcCidr", "subnetCidr", "privateSubnetCidr", "availabilityZone", "natGateway"];
+const OWN_NETWORK_KEYS = ["vpcCidr", "subnetCidr", "privateSubnetCidr", "availabilityZone", "natGateway"] as const;
+
+const cidrOf = (block: string) => parseCidr(block)!;
+const insideVpc = (key: "subnetCidr" | "privateSubnetCidr", block: string, vpcCidr: string): Problem | undefined =>
+    inside(cidrOf(block), cidrOf(vpcCidr), 28) ? undefined
+        : { key, expected: `an IPv4 CIDR block inside vpcCidr ${vpcCidr}, with a prefix from /${cidrOf(vpcCidr).prefix} to /28` };
+/** AWS reserves five addresses of every subnet; the nodes need the rest. */
+const roomFor = (key: "subnetCidr" | "privateSubnetCidr", block: string, needed: number, what: string): Problem | undefined =>
+    usableAddresses(cidrOf(block)) >= needed ? undefined
+        : { key, expected: `a subnet with room for ${needed} ${what} (it has ${usableAddresses(cidrOf(block))} usable addresses)` };
+const builtHere = (v: Pick<Settings, "vpcId">) => v.vpcId === "";
+const privateMode = (v: Pick<Settings, "workerNetwork">) => v.workerNetwork === "private";
+
+const NETWORK_RULES: Rule[] = [
+    rule(["vpcId", "vpcCidr", "subnetCidr"], (v) => builtHere(v) ? insideVpc("subnetCidr", v.subnetCidr, v.vpcCidr) : undefined),
+    // In private mode the public subnet holds the head and the NAT gateway, and the private one the workers.
+    rule(["vpcId", "subnetCidr", "workerNetwork", "workerCount", "workerGroups"], (v) => !builtHere(v) ? undefined
+        : privateMode(v) ? roomFor("subnetCidr", v.subnetCidr, 2, "addresses (the head and the NAT gateway)")
+            : roomFor("subnetCidr", v.subnetCidr, totalWorkers(v) + 1, "nodes")),
+    rule(["vpcId", "workerNetwork", "vpcCidr", "privateSubnetCidr"], (v) =>
+        builtHere(v) && privateMode(v) ? insideVpc("privateSubnetCidr", v.privateSubnetCidr, v.vpcCidr) : undefined),
+    rule(["vpcId", "workerNetwork", "subnetCidr", "privateSubnetCidr"], (v) =>
+        builtHere(v) && privateMode(v) && overlaps(cidrOf(v.privateSubnetCidr), cidrOf(v.subnetCidr)) ? {
+            key: "privateSubnetCidr",
+            expected: `an IPv4 CIDR block that does not overlap subnetCidr ${v.subnetCidr}, such as ` +
+                `${v.subnetCidr === defaultOf("privateSubnetCidr") ? "10.0.3.0/24" : defaultOf("privateSubnetCidr")}`,
+        } : undefined),
+    rule(["vpcId", "workerNetwork", "privateSubnetCidr", "workerCount", "workerGroups"], (v) =>
+        builtHere(v) && privateMode(v) ? roomFor("privateSubnetCidr", v.privateSubnetCidr, totalWorkers(v), "workers") : undefined),
+    rule(["natGateway", "workerNetwork"], (v) => !v.natGateway && !privateMode(v) ? {
+        key: "natGateway",
+        expected: "true (or unset) with workerNetwork public: only private workers egress through a NAT gateway",
+    } : undefined),
+    rule(["natGateway", "bootstrapRay", "packageIndexUrl"], (v) => !v.natGateway && v.bootstrapRay && v.packageIndexUrl === "" ? {
+        key: "natGateway",
+        expected: "true unless packageIndexUrl is set: without a NAT gateway private workers have no internet, " +
+            "so Ray and uv must come from a package index they reach inside the network",
+    } : undefined),
+    // vpcId, subnetId and privateSubnetId: whether the subnets belong to the VPC and route where they must is asked
+    // of AWS (src/existing-network.ts).
+    rule(["vpcId", "subnetId", "privateSubnetId"], (v) => v.vpcId !== "" ? undefined
+        : (["subnetId", "privateSubnetId"] as const).filter((key) => v[key] !== "")
+            .map((key) => ({ key, expected: "empty unless vpcId is set: the stack builds its own VPC and subnets" }))),
+    rule(["vpcId", "subnetId"], (v) => v.vpcId !== "" && v.subnetId === "" ? {
+        key: "subnetId", expected: `the id of a subnet of ${v.vpcId} for the head, since vpcId is set`,
+    } : undefined),
+    rule(["vpcId", "workerNetwork", "subnetId", "privateSubnetId"], (v) => {
+        if (v.vpcId === "") {
+            return undefined;
+        }
+        if (privateMode(v) && v.privateSubnetId === "") {
+            return { key: "privateSubnetId",
+                expected: `the id of a subnet of ${v.vpcId} for the workers, since workerNetwork is private and vpcId is set` };
+        }
+        if (!privateMode(v) && v.privateSubnetId !== "") {
+            return { key: "privateSubnetId", expected: "empty with workerNetwork public: the workers share the head's subnet" };
+        }
+        return v.privateSubnetId !== "" && v.privateSubnetId === v.subnetId ? { key: "privateSubnetId",
+            expected: `a subnet other than subnetId ${v.subnetId}: private workers need a subnet without the head's public route` }
+            : undefined;
+    }),
+    ...OWN_NETWORK_KEYS.map((key) => rule(["vpcId", key], (v) =>
+        v.vpcId !== "" && JSON.stringify(v[key]) !== JSON.stringify(defaultOf(key)) ? {
+            key,
+            expected: `its default (unset) with vpcId ${v.vpcId}: the stack builds no network in a VPC it is given, so ` +
+                "the VPC's own subnets and routes decide this",
+        } : undefined)),
+];
+
+// ── Access and the bootstrap ─────────────────────────────────────────────────────────────────────────────────────
+
+const ACCESS_KEYS = {
+    sshUser: text("ubuntu", /^[a-z_][a-z0-9_-]{0,31}$/, "a Unix user name such as ubuntu", "Login user on the nodes."),
+    sshIdentityFile: text("", /^[^\s]*$/, "a file path without spaces, or empty",
+        "Private key path written as IdentityFile into sshConfig; empty means ~/.ssh/ray-cluster-<stack>.pem."),
+    connectVia: choice("public", ["public", "private"] as const, "Address the bootstrap uses to SSH to the nodes, public " +
+        "or private (from inside the VPC or over a VPN)."),
+    bootstrapRay: flag(true, "Install and start Ray on the nodes; false builds the infrastructure only."),
+    rayVersion: text(DEFAULT_RAY_VERSION, /^\d+\.\d+\.\d+$/, `an exact Ray release such as ${DEFAULT_RAY_VERSION}`,
+        "Exact Ray release installed on every node (2.52.0 or later, for token authentication).",
+        { holds: (version) => !semver.lt(version, MIN_RAY_VERSION),
+            expected: `a Ray release of ${MIN_RAY_VERSION} or later (the first with token authentication)` }),
+    packageIndexUrl: text("", /^$|^https?:\/\/[^\s'"\\]+$/,
+        "an http(s) URL of a PEP 503 package index such as https://pypi.example.com/simple/, or empty for PyPI",
+        "PEP 503 package index URL that replaces PyPI on the nodes (a mirror or an air-gapped index); empty uses PyPI."),
+    pythonInstaller: choice("uv", ["uv", "pip"] as const, "Python package installer on the nodes, uv (fast) or pip."),
+    bootstrapTimeoutSeconds: integer(600, 30, 7200, "Bound, in seconds, on each wait of the bootstrap (SSH, cloud-init, the " +
+        "head's GCS, the cluster check)."),
+};
+
+// ── Data and cost ────────────────────────────────────────────────────────────────────────────────────────────────
+
+const DATA_AND_COST_KEYS = {
+    bucketForceDestroy: flag(false, "Let `pulumi destroy` delete buckets that still hold objects, with every version. Leave " +
+        "false to keep data."),
+    autostopIdleMinutes: integer(0, 0, MAX_AUTOSTOP_MINUTES, "Minutes of continuous idleness (no Ray job, task, actor or " +
+        "demand, no SSH session on the head) after which the head stops every instance of this stack; 0 turns autostop " +
+        "off. At most 10080."),
+};
+
+const DATA_AND_COST_RULES: Rule[] = [
+    rule(["autostopIdleMinutes", "bootstrapRay"], (v) => v.autostopIdleMinutes > 0 && !v.bootstrapRay ? {
+        key: "autostopIdleMinutes",
+        expected: "0 when bootstrapRay is false: autostop judges idleness from Ray, which is not installed",
+    } : undefined),
+];
+
+// ── The contract ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** Every key this program reads, in the order Pulumi.yaml declares them. */
+export const SETTINGS = { ...NODE_KEYS, ...NETWORK_KEYS, ...ACCESS_KEYS, ...DATA_AND_COST_KEYS } satisfies Record<string, KeySchema>;
+export type ConfigKey = keyof typeof SETTINGS;
+export const CONFIG_KEYS = Object.keys(SETTINGS) as ConfigKey[];
+/** Each key's value once parsed and defaulted. */
+export type Settings = { [K in ConfigKey]: z.output<(typeof SETTINGS)[K]> };
+/** A key's value when the stack does not set it. */
+export const defaultOf = <K extends ConfigKey>(key: K) => (SETTINGS[key] as KeySchema).parse(undefined) as Settings[K];
+/** How the errors of each structured key name its entries. */
+export const ENTRIES = { workerGroups: { label: groupLabel, fields: Object.keys(GROUP_FIELDS), noun: "group", schema: groupEntry } };
+
+/** A rule over several keys; it runs once each of its keys has a valid value, and may find problems with any of them. */
+interface Rule {
+    keys: readonly ConfigKey[];
+    check: (values: Settings, given: (key: ConfigKey) => boolean) => Problem | Problem[] | undefined;
+}
+function rule<K extends ConfigKey>(keys: K[], check: (values: Pick<Settings, K>, given: (key: ConfigKey) => boolean) =>
+    Problem | Problem[] | undefined): Rule {
+    return { keys, check };
+}
+const RULES = [...NODE_RULES, ...NETWORK_RULES, ...DATA_AND_COST_RULES];
+
+/** Where a worker placed in a given VPC goes. */
+export interface ExistingNetwork {
+    /** The VPC. */
+    vpcId: string;
+    /** The head's subnet, which routes to an internet gateway unless connectVia is private. */
+    subnetId: string;
+    /** The workers' subnet with workerNetwork private; empty puts them in subnetId. */
+    privateSubnetId: string;
+}
+
+/** The validated, fully defaulted settings of one stack. Everything downstream takes plain values from here. */
+export type ClusterConfig = Omit<Settings, "workerSpot" | "workerGroups" | "vpcId" | "subnetId" | "privateSubnetId"> & {
+    /** Pulumi project name, used in tags and resource names. */
+    project: string;
+    /** Pulumi stack name, used in tags and the default identity file. */
+    stack: string;
+    /** Every worker group, the default `worker` group (workerCount × workerInstanceType) first. */
+    workerGroups: WorkerGroup[];
+    /** The existing VPC and subnets the cluster goes into; undefined builds a network of its own. */
+    existingNetwork?: ExistingNetwork;
+};
+/** How the bootstrap reaches the nodes over SSH. */
+export type ConnectVia = Settings["connectVia"];
+/** Where workers live: beside the head in its public subnet, or in a private subnet reached only through the head. */
+export type WorkerNetwork = Settings["workerNetwork"];
+
+/** Raw values as `pulumi config` passes them: text, with lists and structured values as JSON. */
+export type RawValues = Partial<Record<ConfigKey, string>>;
+
+/** Reads the `ray-cluster` namespace of the stack config and validates it before any resource exists. */
+export function loadConfig(): ClusterConfig {
+    const namespace = pulumi.getProject();
+    const config = new pulumi.Config(namespace);
+    const raw: RawValues = {};
+    for (const key of CONFIG_KEYS) {
+        const value = config.get(key);
+        if (value !== undefined) {
+            raw[key] = value;
+        }
+    }
+    return parseConfig(raw, { project: namespace, stack: pulumi.getStack(), namespace }, Object.keys(pulumi.runtime.allConfig()));
+}
+
+interface ParseContext {
+    project: string;
+    stack: string;
+    namespace: string;
+}
 
 /**
- * vpcId, subnetId and privateSubnetId: all unset builds a network, or a VPC with the subnets the workers' mode
- * needs. Whether the subnets belong to the VPC and route where they must is asked of AWS (src/existing-network.ts).
+ * Turns raw values into a validated ClusterConfig, or fails with every problem at once: each key's own, then each
+ * rule whose keys are all valid. `fullKeys` are every key the stack sets, of any namespace, for unknown ones.
  */
-function parseExistingNetwork(raw: RawValues, fail: (key: ConfigKey, expected: string) => never,
-    privateWorkers: boolean): ExistingNetwork | undefined {
-    const id = (key: ConfigKey, prefix: string): string => {
-        const value = raw[key] ?? "";
-        if (!new RegExp(`^$|^${prefix}-[0-9a-f]{8,17}$`).test(value)) {
-            fail(key, `an id such as ${prefix}-0abcdef1234567890, or empty`);
+export function parseConfig(raw: RawValues, ctx: ParseContext, fullKeys: string[] = []): ClusterConfig {
+    const problems: Problem[] = unknownKeys(ctx.namespace, fullKeys);
+    const values: Partial<Settings> = {};
+    for (const key of CONFIG_KEYS) {
+        const parsed = (SETTINGS[key] as KeySchema).safeParse(raw[key]);
+        if (parsed.success) {
+            (values as Record<string, unknown>)[key] = parsed.data;
+        } else {
+            problems.push(...problemsOf(key, raw[key], parsed.error.issues, key in ENTRIES ? ENTRIES[key as keyof typeof ENTRIES] : undefined));
         }
-        return value;
+    }
+    const given = (key: ConfigKey) => raw[key] !== undefined;
+    for (const { keys, check } of RULES) {
+        if (keys.every((key) => key in values)) {
+            const found = check(values as Settings, given) ?? [];
+            problems.push(...(Array.isArray(found) ? found : [found]).map((p) => ({
+                ...p, value: p.entry === undefined ? raw[p.key as ConfigKey] : p.value,
+            })));
+        }
+    }
+    if (problems.length > 0) {
+        throw new ConfigError(ctx.namespace, problems);
+    }
+    // The default group's settings and the VPC's ids become workerGroups and existingNetwork.
+    const { workerSpot, workerGroups, vpcId, subnetId, privateSubnetId, ...plain } = values as Settings;
+    return {
+        ...plain,
+        project: ctx.project,
+        stack: ctx.stack,
+        sshIdentityFile: plain.sshIdentityFile || `~/.ssh/${ctx.project}-${ctx.stack}.pem`,
+        workerGroups: resolveGroups({ ...plain, workerSpot, workerGroups }, given("volumeSizeGb")),
+        existingNetwork: vpcId === "" ? undefined : { vpcId, subnetId, privateSubnetId },
     };
-    const vpcId = id("vpcId", "vpc");
-    const subnetId = id("subnetId", "subnet");
-    const privateSubnetId = id("privateSubnetId", "subnet");
-    if (vpcId === "") {
-        for (const key of (["subnetId", "privateSubnetId"] as const).filter((k) => raw[k])) {
-            fail(key, "empty unless vpcId is set: the stack builds its own VPC and subnets");
-        }
-        return undefined;
-    }
-    if (subnetId === "") {
-        fail("subnetId", `the id of a subnet of ${vpcId} for the head, since vpcId is set`);
-    }
-    if (privateWorkers && privateSubnetId === "") {
-        fail("privateSubnetId", `the id of a subnet of ${vpcId} for the workers, since workerNetwork is private and vpcId is set`);
-    }
-    if (!privateWorkers && privateSubnetId !== "") {
-        fail("privateSubnetId", "empty with workerNetwork public: the workers share the head's subnet");
-    }
-    if (privateSubnetId !== "" && privateSubnetId === subnetId) {
-        fail("privateSubnetId", `a subnet other than subnetId ${subnetId}: private workers need a subnet without the head's public route`);
-    }
-    for (const key of OWN_NETWORK_KEYS) {
-        if (raw[key] !== undefined && raw[key] !== String(CONFIG_DEFAULTS[key])) {
-            fail(key, `its default (unset) with vpcId ${vpcId}: the stack builds no network in a VPC it is given, so ` +
-                "the VPC's own subnets and routes decide this");
-        }
-    }
-    return { vpcId, subnetId, privateSubnetId };
 }
 
-const GROUP_FIELDS = ["name", "instanceType", "count", "volumeSizeGb", "amiId", "spot", "gpus"];
-type ParsedGroup = Omit<WorkerGroup, "volumeSizeGb" | "amiId"> & { volumeSizeGb?: number; amiId?: string };
-
-/**
- * Parses `workerGroups` (a JSON list, as `pulumi config set --path` stores it). Every error names the group and
- * the field, through `fail`.
- */
-function parseWorkerGroups(text: string | undefined, fail: (expected: string) => never, instanceType: RegExp,
-    amiPattern: RegExp): ParsedGroup[] {
-    if (text === undefined) {
-        return [];
-    }
-    const parsed = parseJson(text);
-    const shape = "a list of groups such as [{\"name\": \"gpu\", \"instanceType\": \"g5.xlarge\", \"count\": 1}]";
-    if (!Array.isArray(parsed)) {
-        return fail(shape);
-    }
-    const seen = new Set<string>();
-    return parsed.map((item, index): ParsedGroup => {
-        if (typeof item !== "object" || item === null || Array.isArray(item)) {
-            return fail(`${shape}; item ${index} is not an object`);
-        }
-        const group = item as Record<string, unknown>;
-        const label = typeof group.name === "string" && group.name !== "" ? `group '${group.name}'` : `group ${index}`;
-        const bad = (field: string, expected: string): never =>
-            fail(`${label} field '${field}': got ${JSON.stringify(group[field])}, expected ${expected}`);
-        for (const field of Object.keys(group).filter((f) => !GROUP_FIELDS.includes(f))) {
-            fail(`${label}: unknown field '${field}'; a group has ${GROUP_FIELDS.join(", ")}`);
-        }
-        const whole = (field: string, min: number, max: number, optional: boolean): number | undefined => {
-            const value = group[field];
-            if (value === undefined && optional) {
-                return undefined;
-            }
-            // A value set with `pulumi config set --path` without --type arrives as a string.
-            const number = typeof value === "string" && /^\d+$/.test(value) ? Number(value) : value;
-            if (typeof number !== "number" || !Number.isInteger(number) || number < min || number > max) {
-                return bad(field, `a whole number from ${min} to ${max}`);
-            }
-            return number;
-        };
-        const name = group.name;
-        if (typeof name !== "string" || !/^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$/.test(name)) {
-            return bad("name", "a lowercase name of 1 to 20 letters, digits and dashes, starting with a letter");
-        }
-        if (name === DEFAULT_GROUP || name === HEAD_GROUP) {
-            return bad("name", `a name other than '${DEFAULT_GROUP}' (the default group: workerCount, workerInstanceType) and '${HEAD_GROUP}'`);
-        }
-        if (seen.has(name)) {
-            return bad("name", "a name no other group has");
-        }
-        seen.add(name);
-        if (typeof group.instanceType !== "string" || !instanceType.test(group.instanceType)) {
-            return bad("instanceType", "an EC2 instance type such as g5.xlarge");
-        }
-        const count = whole("count", 0, MAX_WORKERS, false)!;
-        const volumeSizeGb = whole("volumeSizeGb", MIN_VOLUME_GB, MAX_VOLUME_GB, true);
-        if (group.amiId !== undefined && (typeof group.amiId !== "string" || !amiPattern.test(group.amiId))) {
-            return bad("amiId", "an AMI id such as ami-0abcdef1234567890");
-        }
-        const spotValue = group.spot === "true" ? true : group.spot === "false" ? false : group.spot;
-        if (spotValue !== undefined && typeof spotValue !== "boolean") {
-            return bad("spot", "true or false");
-        }
-        return {
-            name,
-            instanceType: group.instanceType,
-            count,
-            volumeSizeGb,
-            amiId: group.amiId === "" ? undefined : group.amiId as string | undefined,
-            spot: spotValue ?? false,
-            gpu: isNvidiaGpuType(group.instanceType),
-            gpus: whole("gpus", 0, 16, true),
-        };
-    });
-}
-
-/** A config value parsed as JSON, as Pulumi stores lists and structured values; undefined when it is not JSON. */
-function parseJson(text: string): unknown {
-    try {
-        return JSON.parse(text) as unknown;
-    } catch {
-        return undefined;
-    }
-}
-
-/** Parses an IPv4 CIDR block whose host bits are all zero, the form AWS accepts. */
-function parseCidr(value: string): [ipaddr.IPv4, number] | undefined {
-    if (!ipaddr.IPv4.isValidCIDR(value)) {
-        return undefined;
-    }
-    const [address, prefix] = ipaddr.IPv4.parseCIDR(value);
-    const network = ipaddr.IPv4.networkAddressFromCIDR(value);
-    return network.toString() === address.toString() ? [address, prefix] : undefined;
+/** Keys of this program's namespace that it does not read, so a typo never silently yields a default. */
+function unknownKeys(namespace: string, fullKeys: string[]): Problem[] {
+    return fullKeys
+        .filter((full) => full.startsWith(`${namespace}:`))
+        .map((full) => full.slice(namespace.length + 1))
+        .filter((key) => !(CONFIG_KEYS as string[]).includes(key))
+        .map((key) => {
+            const near = CONFIG_KEYS.find((k) => k.toLowerCase() === key.toLowerCase());
+            return { key, unknown: "key" as const, expected: near ? ` (did you mean '${namespace}:${near}'?)`
+                : `; known keys: ${CONFIG_KEYS.join(", ")}` };
+        });
 }
 
 /** Tags every taggable resource carries, so a stack's resources can be found and attributed. */

@@ -1,5 +1,6 @@
 import * as aws from "@pulumi/aws";
 import { ConfigError, ConnectVia, ExistingNetwork } from "./config";
+import { Problem } from "./config-schema";
 import { ClusterPlacement } from "./network";
 
 /** What the cluster needs of a VPC it is given, beyond the ids' shape that config validation checks. */
@@ -18,37 +19,45 @@ type DefaultRoute = "internet-gateway" | "other" | "none";
 /**
  * Looks the given subnets up in AWS and checks them before any resource exists: each belongs to vpcId, the head's
  * subnet routes to an internet gateway unless the bootstrap connects privately, and private workers have a way to
- * PyPI unless a package index replaces it. Creates nothing: the VPC, its gateways and route tables stay the owner's.
+ * PyPI unless a package index replaces it. Every problem found is reported at once. Creates nothing: the VPC, its
+ * gateways and route tables stay the owner's.
  */
 export async function placeInExistingNetwork(network: ExistingNetwork, needs: ExistingNetworkNeeds): Promise<ClusterPlacement> {
     const key = (name: string) => `'${needs.namespace}:${name}'`;
+    const problems: Problem[] = [];
     const lookUp = async (configKey: string, id: string) => {
         try {
             return await aws.ec2.getSubnet({ id });
         } catch (e) {
             const reason = firstLine((e as Error).message);
-            throw new ConfigError(`invalid config ${key(configKey)}: got "${id}", expected a subnet this account can ` +
-                `see in the stack's region (the lookup failed${reason === "" ? "" : `: ${reason}`})`);
+            problems.push({ key: configKey, value: id, expected: "a subnet this account can see in the stack's region " +
+                `(the lookup failed${reason === "" ? "" : `: ${reason}`})` });
+            return undefined;
         }
     };
-    const head = await lookUp("subnetId", network.subnetId);
-    const workers = network.privateSubnetId !== "" ? await lookUp("privateSubnetId", network.privateSubnetId) : undefined;
+    const [head, workers] = await Promise.all([
+        lookUp("subnetId", network.subnetId),
+        network.privateSubnetId !== "" ? lookUp("privateSubnetId", network.privateSubnetId) : undefined,
+    ]);
     for (const [configKey, subnet] of [["subnetId", head], ["privateSubnetId", workers]] as const) {
         if (subnet && subnet.vpcId !== network.vpcId) {
-            throw new ConfigError(`invalid config ${key(configKey)}: got "${subnet.id}", expected a subnet of vpcId ` +
-                `${network.vpcId}; it belongs to ${subnet.vpcId}`);
+            problems.push({ key: configKey, value: subnet.id,
+                expected: `a subnet of vpcId ${network.vpcId}; it belongs to ${subnet.vpcId}` });
         }
     }
-    const headRoute = await defaultRoute(network.vpcId, head.id);
-    if (headRoute !== "internet-gateway" && needs.connectVia === "public") {
-        throw new ConfigError(`invalid config ${key("subnetId")}: got "${head.id}", expected a public subnet whose ` +
-            `default route leads to an internet gateway (it has ${headRoute === "none" ? "no default route" : "a default route elsewhere"}); ` +
-            `or set ${key("connectVia")} to private when this machine reaches the VPC over a VPN or from inside it`);
+    const headRoute = head ? await defaultRoute(network.vpcId, head.id) : undefined;
+    if (head && headRoute !== "internet-gateway" && needs.connectVia === "public") {
+        problems.push({ key: "subnetId", value: head.id, expected: "a public subnet whose default route leads to an " +
+            `internet gateway (it has ${headRoute === "none" ? "no default route" : "a default route elsewhere"}); ` +
+            `or set ${key("connectVia")} to private when this machine reaches the VPC over a VPN or from inside it` });
     }
     if (workers && needs.workersNeedInternet && await defaultRoute(network.vpcId, workers.id) === "none") {
-        throw new ConfigError(`invalid config ${key("privateSubnetId")}: got "${workers.id}", expected a subnet with a ` +
-            `default route (a NAT gateway, say) so the workers can install Ray from PyPI; or set ${key("packageIndexUrl")} ` +
-            "to a package index they reach inside the network");
+        problems.push({ key: "privateSubnetId", value: workers.id, expected: "a subnet with a default route (a NAT gateway, " +
+            `say) so the workers can install Ray from PyPI; or set ${key("packageIndexUrl")} to a package index they reach ` +
+            "inside the network" });
+    }
+    if (problems.length > 0 || !head) {
+        throw new ConfigError(needs.namespace, problems);
     }
     return {
         vpcId: network.vpcId,

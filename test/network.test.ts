@@ -242,6 +242,18 @@ describe("a VPC of your own under mocks", () => {
         });
     }
 
+    test("every lookup problem is reported at once: the head's subnet in another VPC and the workers' with no way out", async () => {
+        const r = await render(OWN_VPC_PRIVATE, { subnets: {
+            [HEAD_SUBNET]: { vpcId: "vpc-0fff9999eeee8888d", defaultRoute: "igw-0123456789abcdef0" },
+            [WORKER_SUBNET]: { vpcId: VPC, defaultRoute: "" },
+        } });
+        const message = r.error?.message ?? "";
+        assert.match(message, /^2 problems in the stack's config:$/m);
+        assert.match(message, new RegExp(`^- invalid config 'ray-cluster:subnetId': got "${HEAD_SUBNET}", expected a subnet of vpcId ${VPC}`, "m"));
+        assert.match(message, new RegExp(`^- invalid config 'ray-cluster:privateSubnetId': got "${WORKER_SUBNET}", expected a subnet with a default route`, "m"));
+        assert.deepEqual(r.resources.map((x) => x.name), []);
+    });
+
     test("lookups that pass: a head subnet without an internet gateway with connectVia private, a main-table " +
         "internet route, an isolated workers' subnet with a package index", async () => {
         await rendered({ ...OWN_VPC, connectVia: "private" }, { [HEAD_SUBNET]: { vpcId: VPC, defaultRoute: "" } });
