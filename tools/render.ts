@@ -117,16 +117,18 @@ function fakeVerifyStdout(create: string): string {
     return JSON.stringify({ address: "", expectedNodes: nodes.length, aliveNodes: nodes.length, nodes });
 }
 
-export const MOCK_REGION = "us-east-1";
+/** The region of a stack whose config sets no `aws:region` (the real provider would refuse to run without one). */
+export const DEFAULT_MOCK_REGION = "us-east-1";
 /** The Deep Learning AMI the mocked SSM parameter names, and the size of its root snapshot. */
 export const MOCK_DLAMI_ID = "ami-0d1a0123456789abc";
 export const MOCK_DLAMI_SNAPSHOT_GB = 75;
 
-function outputsFor(args: pulumi.runtime.MockResourceArgs, options: RenderOptions, commandResult?: { stdout: string; stderr: string }): Record<string, any> {
+function outputsFor(args: pulumi.runtime.MockResourceArgs, options: RenderOptions, region: string,
+    commandResult?: { stdout: string; stderr: string }): Record<string, any> {
     const inputs = args.inputs;
     switch (args.type) {
         case "aws:ec2transitgateway/instanceState:InstanceState":
-            return { ...inputs, region: MOCK_REGION, force: false };
+            return { ...inputs, region, force: false };
         case "aws:ec2/instance:Instance":
             return { ...inputs, ...(options.addresses ?? defaultAddresses)(inputs.tags?.Name ?? args.name), arn: `arn:aws:ec2:::instance/${args.name}` };
         case "aws:ec2/eip:Eip":
@@ -176,7 +178,8 @@ export function reveal(value: any): any {
     return value;
 }
 
-function mocks(options: RenderOptions): pulumi.runtime.Mocks {
+/** The mocked account, in the stack's own region: every region-bearing answer (zones, endpoints, ARNs) uses it. */
+function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
     /** Node name by instance id, as EC2 would answer a lookup. */
     const nodeOf = new Map<string, string>();
     /** Instances launched without a public IP (private workers), by id. */
@@ -206,7 +209,7 @@ function mocks(options: RenderOptions): pulumi.runtime.Mocks {
             const result = args.type === "command:remote:Command" && options.runCommand
                 ? await options.runCommand(reveal(args.inputs), args.name)
                 : undefined;
-            return { id, state: outputsFor(args, options, result) };
+            return { id, state: outputsFor(args, options, region, result) };
         },
         call: (args) => {
             switch (args.token) {
@@ -220,12 +223,12 @@ function mocks(options: RenderOptions): pulumi.runtime.Mocks {
                         ...addresses, publicIp: noPublicIp.has(args.inputs.instanceId) ? "" : addresses.publicIp };
                 }
                 case "aws:ec2/getVpcEndpointService:getVpcEndpointService":
-                    return { serviceName: `com.amazonaws.${MOCK_REGION}.${args.inputs.service}`, serviceType: args.inputs.serviceType,
-                        id: `com.amazonaws.${MOCK_REGION}.${args.inputs.service}` };
+                    return { serviceName: `com.amazonaws.${region}.${args.inputs.service}`, serviceType: args.inputs.serviceType,
+                        id: `com.amazonaws.${region}.${args.inputs.service}` };
                 case "aws:ec2/getSubnet:getSubnet": {
                     const found = subnet(args.inputs.id);
                     return { id: args.inputs.id, vpcId: found.vpcId, cidrBlock: found.cidrBlock ?? "172.31.0.0/20",
-                        availabilityZone: found.availabilityZone ?? "us-east-1a", mapPublicIpOnLaunch: found.defaultRoute.startsWith("igw-") };
+                        availabilityZone: found.availabilityZone ?? `${region}a`, mapPublicIpOnLaunch: found.defaultRoute.startsWith("igw-") };
                 }
                 case "aws:ec2/getRouteTable:getRouteTable": {
                     const routes = (target: string) => (target === "" ? [] : [{ cidrBlock: "0.0.0.0/0",
@@ -243,7 +246,7 @@ function mocks(options: RenderOptions): pulumi.runtime.Mocks {
                 case "aws:index/getPartition:getPartition":
                     return { partition: "aws", dnsSuffix: "amazonaws.com", id: "aws" };
                 case "aws:index/getAvailabilityZones:getAvailabilityZones":
-                    return { names: ["us-east-1a", "us-east-1b", "us-east-1c"], zoneIds: ["use1-az1", "use1-az2", "use1-az4"] };
+                    return { names: ["a", "b", "c"].map((zone) => `${region}${zone}`), zoneIds: [1, 2, 3].map((n) => `${region}-az${n}`) };
                 case "aws:ec2/getAmi:getAmi": {
                     const byId = (args.inputs.filters ?? []).find((f: { name: string }) => f.name === "image-id");
                     return byId
@@ -272,8 +275,8 @@ export function toConfigStrings(config: StackConfig): Record<string, string> {
 }
 
 /** Installs mocks and a recorder on the mock monitor, then returns the recorder's list. */
-export async function installMocks(options: RenderOptions): Promise<RegisteredResource[]> {
-    await pulumi.runtime.setMocks(mocks(options), PROJECT, options.stack ?? "dev", false);
+export async function installMocks(options: RenderOptions, region = DEFAULT_MOCK_REGION): Promise<RegisteredResource[]> {
+    await pulumi.runtime.setMocks(mocks(options, region), PROJECT, options.stack ?? "dev", false);
     const resources: RegisteredResource[] = [];
     const monitor = settings.getMonitor();
     const register = monitor.registerResource.bind(monitor);
@@ -309,7 +312,8 @@ export async function installMocks(options: RenderOptions): Promise<RegisteredRe
 
 /** Runs index.ts once under mocks with the given config. */
 export async function render(config: StackConfig = {}, options: RenderOptions = {}): Promise<Rendered> {
-    const resources = await installMocks({ ...options, subnets: options.subnets ?? mockSubnetsFor(config) });
+    const region = typeof config["aws:region"] === "string" ? config["aws:region"] : DEFAULT_MOCK_REGION;
+    const resources = await installMocks({ ...options, subnets: options.subnets ?? mockSubnetsFor(config) }, region);
     pulumi.runtime.setAllConfig(toConfigStrings(config), []);
     delete require.cache[PROGRAM];
     let error: Error | undefined;
