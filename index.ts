@@ -23,6 +23,8 @@ export = async () => {
             namespace: config.project,
             connectVia: config.connectVia,
             workersNeedInternet: config.bootstrapRay && config.packageIndexUrl === "",
+            workers: config.workerGroups.reduce((sum, group) => sum + group.count, 0),
+            tags,
         })
         : new Network(name, {
             vpcCidr: config.vpcCidr,

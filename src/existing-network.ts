@@ -11,6 +11,10 @@ export interface ExistingNetworkNeeds {
     connectVia: ConnectVia;
     /** Whether the workers install Ray from PyPI, and so need a way to the internet. */
     workersNeedInternet: boolean;
+    /** How many workers the stack places in the workers' subnet. */
+    workers: number;
+    /** The stack's tags, which find the instances it already has in a subnet. */
+    tags: Record<string, string>;
 }
 
 /** A subnet's default route: through an internet gateway, through something else (NAT, transit), or none. */
@@ -45,6 +49,26 @@ export async function placeInExistingNetwork(network: ExistingNetwork, needs: Ex
                 expected: `a subnet of vpcId ${network.vpcId}; it belongs to ${subnet.vpcId}` });
         }
     }
+    // Head and workers share a zone, as in a network the stack builds: Ray's chatter between them would otherwise
+    // cross zones, slower and billed per GB each way.
+    if (head && workers && workers.availabilityZone !== head.availabilityZone) {
+        problems.push({ key: "privateSubnetId", value: workers.id, expected: `a subnet in the head's availability zone ` +
+            `${head.availabilityZone} (that of subnetId ${head.id}); it is in ${workers.availabilityZone}` });
+    }
+    const placed: Array<[string, aws.ec2.GetSubnetResult | undefined, number, string]> = workers
+        ? [["subnetId", head, 1, "the head"], ["privateSubnetId", workers, needs.workers, `${needs.workers} workers`]]
+        : [["subnetId", head, 1 + needs.workers, `the head and ${needs.workers} workers`]];
+    for (const [configKey, subnet, nodes, what] of placed) {
+        if (!subnet) {
+            continue;
+        }
+        // Addresses this stack's instances already hold in the subnet are theirs again on an update.
+        const held = await instancesOfStack(subnet.id, needs.tags);
+        if (subnet.availableIpAddressCount + held < nodes) {
+            problems.push({ key: configKey, value: subnet.id, expected: `a subnet with ${nodes} free addresses for ${what} ` +
+                `(it has ${subnet.availableIpAddressCount} free${held > 0 ? `, and this stack's nodes hold ${held}` : ""})` });
+        }
+    }
     const headRoute = head ? await defaultRoute(network.vpcId, head.id) : undefined;
     if (head && headRoute !== "internet-gateway" && needs.connectVia === "public") {
         problems.push({ key: "subnetId", value: head.id, expected: "a public subnet whose default route leads to an " +
@@ -67,6 +91,16 @@ export async function placeInExistingNetwork(network: ExistingNetwork, needs: Ex
         headBootDependencies: [],
         workerBootDependencies: [],
     };
+}
+
+/** How many instances of this stack, in any state but terminated, sit in the subnet. */
+async function instancesOfStack(subnetId: string, tags: Record<string, string>): Promise<number> {
+    const found = await aws.ec2.getInstances({
+        filters: [{ name: "subnet-id", values: [subnetId] }],
+        instanceTags: tags,
+        instanceStateNames: ["pending", "running", "stopping", "stopped"],
+    });
+    return found.ids.length;
 }
 
 /** The default route of a subnet's route table: its own association, or else the VPC's main table. */

@@ -254,6 +254,32 @@ describe("a VPC of your own under mocks", () => {
         assert.deepEqual(r.resources.map((x) => x.name), []);
     });
 
+    test("private workers' subnet in another zone than the head's fails, naming both zones", async () => {
+        const r = await render(OWN_VPC_PRIVATE, { subnets: { ...other, [WORKER_SUBNET]: { ...other[WORKER_SUBNET], availabilityZone: "us-east-1b" } } });
+        assert.match(r.error?.message ?? "", new RegExp(`^invalid config 'ray-cluster:privateSubnetId': got "${WORKER_SUBNET}", expected a ` +
+            `subnet in the head's availability zone us-east-1a \\(that of subnetId ${HEAD_SUBNET}\\); it is in us-east-1b$`));
+        assert.equal(r.resources.length, 0);
+    });
+
+    test("a subnet without a free address for every node it would hold fails, naming the subnet and the figures", async () => {
+        const full = (id: string, free: number) => ({ [id]: { ...other[id], availableIpAddressCount: free } });
+        const publicMode = await render({ ...OWN_VPC, workerCount: 4 }, { subnets: { ...other, ...full(HEAD_SUBNET, 3) } });
+        assert.match(publicMode.error?.message ?? "", new RegExp(`^invalid config 'ray-cluster:subnetId': got "${HEAD_SUBNET}", ` +
+            "expected a subnet with 5 free addresses for the head and 4 workers \\(it has 3 free\\)$"));
+        const privateMode = await render({ ...OWN_VPC_PRIVATE, workerCount: 2, workerGroups: [{ name: "cpu", instanceType: "c7i.large", count: 3 }] },
+            { subnets: { ...other, ...full(WORKER_SUBNET, 4), ...full(HEAD_SUBNET, 1) } });
+        assert.match(privateMode.error?.message ?? "", new RegExp(`^invalid config 'ray-cluster:privateSubnetId': got "${WORKER_SUBNET}", ` +
+            "expected a subnet with 5 free addresses for 5 workers \\(it has 4 free\\)$"));
+        assert.equal(privateMode.resources.length + publicMode.resources.length, 0);
+    });
+
+    test("on an update, the addresses the stack's own nodes hold count as theirs: a full subnet that holds them passes", async () => {
+        await rendered({ ...OWN_VPC, workerCount: 4 }, { ...other, [HEAD_SUBNET]: { ...other[HEAD_SUBNET], availableIpAddressCount: 0, stackInstances: 5 } });
+        const grown = await render({ ...OWN_VPC, workerCount: 6 },
+            { subnets: { ...other, [HEAD_SUBNET]: { ...other[HEAD_SUBNET], availableIpAddressCount: 1, stackInstances: 5 } } });
+        assert.match(grown.error?.message ?? "", /expected a subnet with 7 free addresses for the head and 6 workers \(it has 1 free, and this stack's nodes hold 5\)/);
+    });
+
     test("lookups that pass: a head subnet without an internet gateway with connectVia private, a main-table " +
         "internet route, an isolated workers' subnet with a package index", async () => {
         await rendered({ ...OWN_VPC, connectVia: "private" }, { [HEAD_SUBNET]: { vpcId: VPC, defaultRoute: "" } });

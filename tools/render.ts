@@ -75,6 +75,10 @@ export interface MockSubnet {
     mainRoute?: string;
     cidrBlock?: string;
     availabilityZone?: string;
+    /** Free addresses; 250 unless said. */
+    availableIpAddressCount?: number;
+    /** Instances of this stack already in the subnet (an update of a deployed stack). */
+    stackInstances?: number;
 }
 
 /** The subnets `npm run plan` and the mocks tests see for a config with vpcId: the ones it names, as it expects them. */
@@ -228,7 +232,14 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
                 case "aws:ec2/getSubnet:getSubnet": {
                     const found = subnet(args.inputs.id);
                     return { id: args.inputs.id, vpcId: found.vpcId, cidrBlock: found.cidrBlock ?? "172.31.0.0/20",
-                        availabilityZone: found.availabilityZone ?? `${region}a`, mapPublicIpOnLaunch: found.defaultRoute.startsWith("igw-") };
+                        availabilityZone: found.availabilityZone ?? `${region}a`, mapPublicIpOnLaunch: found.defaultRoute.startsWith("igw-"),
+                        availableIpAddressCount: found.availableIpAddressCount ?? 250 };
+                }
+                case "aws:ec2/getInstances:getInstances": {
+                    const subnetId = args.inputs.filters.find((f: { name: string }) => f.name === "subnet-id").values[0];
+                    const count = subnet(subnetId).stackInstances ?? 0;
+                    return { id: region, ids: Array.from({ length: count }, (_, i) => `i-${subnetId}-${i}`), privateIps: [], publicIps: [],
+                        instanceStateNames: args.inputs.instanceStateNames };
                 }
                 case "aws:ec2/getRouteTable:getRouteTable": {
                     const routes = (target: string) => (target === "" ? [] : [{ cidrBlock: "0.0.0.0/0",
