@@ -298,6 +298,16 @@ describe("a stack file as users write it", () => {
         });
     });
 
+    test("a stack file that places the cluster in its own VPC plans, creating no network", () => {
+        withStackFile("config:\n  aws:region: eu-west-1\n  ray-cluster:vpcId: vpc-0abc12345678def00\n" +
+            "  ray-cluster:subnetId: subnet-0aaa1111bbbb2222c\n", (file) => {
+            const result = plan(file);
+            assert.equal(result.status, 0, result.stderr);
+            assert.match(result.stdout, /aws:ec2\/instance:Instance ray-cluster-headnode \(headnode\)/);
+            assert.doesNotMatch(result.stdout, /aws:ec2\/(vpc|subnet|internetGateway):/);
+        });
+    });
+
     test("under mocks, a stack in eu-west-1 names no other region in any resource's inputs", async () => {
         const rendered = await render({ "aws:region": "eu-west-1", autostopIdleMinutes: "30", workerNetwork: "private" });
         assert.equal(rendered.error, undefined);

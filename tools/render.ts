@@ -83,13 +83,15 @@ export interface MockSubnet {
 
 /** The subnets `npm run plan` and the mocks tests see for a config with vpcId: the ones it names, as it expects them. */
 export function mockSubnetsFor(config: StackConfig): Record<string, MockSubnet> {
-    const vpcId = String(config.vpcId ?? "");
+    // Keys as a stack file names them (ray-cluster:vpcId) or as tests do (vpcId).
+    const value = (key: string) => toConfigStrings(config)[`${PROJECT}:${key}`] ?? "";
+    const vpcId = value("vpcId");
     const subnets: Record<string, MockSubnet> = {};
-    if (typeof config.subnetId === "string" && config.subnetId !== "") {
-        subnets[config.subnetId] = { vpcId, defaultRoute: "igw-0123456789abcdef0", cidrBlock: "172.31.0.0/20" };
+    if (value("subnetId") !== "") {
+        subnets[value("subnetId")] = { vpcId, defaultRoute: "igw-0123456789abcdef0", cidrBlock: "172.31.0.0/20" };
     }
-    if (typeof config.privateSubnetId === "string" && config.privateSubnetId !== "") {
-        subnets[config.privateSubnetId] = { vpcId, defaultRoute: "nat-0123456789abcdef0", cidrBlock: "172.31.16.0/20" };
+    if (value("privateSubnetId") !== "") {
+        subnets[value("privateSubnetId")] = { vpcId, defaultRoute: "nat-0123456789abcdef0", cidrBlock: "172.31.16.0/20" };
     }
     return subnets;
 }
