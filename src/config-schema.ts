@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as ipaddr from "ipaddr.js";
 import { z } from "zod";
 
-/** A config key's declaration in Pulumi.yaml, and the form its errors state. */
+/** A config key's declaration in Pulumi.yaml. Its errors state the form it expects from the schema's own messages. */
 export interface KeyMeta {
     /** Pulumi's project config type; `structured` keys have none Pulumi can declare and are described in a comment. */
     type: "string" | "integer" | "boolean" | "array" | "structured";
@@ -16,8 +16,6 @@ export interface KeyMeta {
     default: unknown;
     /** One line for users, in Pulumi.yaml and `pulumi config`. */
     description: string;
-    /** The form a valid value takes, stated in every error about the key. */
-    expected: string;
 }
 
 /** A field of an entry of a structured key (a worker group's `count`, say). */
@@ -28,8 +26,6 @@ export interface FieldMeta {
     required: boolean;
     /** One line for users. */
     description: string;
-    /** The form a valid value takes. */
-    expected: string;
 }
 
 /** The declarations, keyed by schema: what Pulumi.yaml and the error messages are made from. */
@@ -52,14 +48,14 @@ export function integer(defaultValue: number, min: number, max: number, descript
     const expected = wholeForm(min, max);
     return declare(z.string({ error: expected }).regex(WHOLE, { error: expected }).transform(Number)
         .pipe(z.number().min(min, { error: expected }).max(max, { error: expected })).default(defaultValue),
-    { type: "integer", default: defaultValue, description, expected });
+    { type: "integer", default: defaultValue, description });
 }
 
 /** true or false. */
 export function flag(defaultValue: boolean, description: string) {
     const expected = "true or false";
     return declare(z.enum(["true", "false"], { error: expected }).transform((text) => text === "true").default(defaultValue),
-        { type: "boolean", default: defaultValue, description, expected });
+        { type: "boolean", default: defaultValue, description });
 }
 
 /** Text of a given form; the default must match it unless it stands for a value derived later (an empty string). */
@@ -68,33 +64,31 @@ export function text(defaultValue: string, pattern: RegExp, expected: string, de
     if (bound) {
         schema = schema.refine(bound.holds, { error: bound.expected });
     }
-    return declare(schema.default(defaultValue), { type: "string", default: defaultValue, description, expected });
+    return declare(schema.default(defaultValue), { type: "string", default: defaultValue, description });
 }
 
 /** One of a few words. */
 export function choice<const T extends readonly [string, ...string[]]>(defaultValue: T[number], choices: T, description: string) {
     const expected = `one of ${choices.map((c) => `'${c}'`).join(", ")}`;
     return declare(z.enum(choices, { error: expected }).default(defaultValue),
-        { type: "string", default: defaultValue, description, expected });
+        { type: "string", default: defaultValue, description });
 }
 
 const CIDR_FORM = "an IPv4 CIDR block such as 10.0.0.0/16, with no host bits set";
 
 /** An IPv4 CIDR block with no host bits set, the form AWS accepts; `rule` states any further bound of its own. */
-export function cidr(defaultValue: string, description: string,
-    rule?: Bound<ParsedCidr>) {
+export function cidr(defaultValue: string, description: string, rule?: Bound<ParsedCidr>) {
     let schema = z.string({ error: CIDR_FORM }).refine((value) => parseCidr(value) !== undefined, { error: CIDR_FORM, abort: true });
     if (rule) {
         schema = schema.refine((value) => rule.holds(parseCidr(value)!), { error: rule.expected });
     }
-    return declare(schema.default(defaultValue), { type: "string", default: defaultValue, description, expected: CIDR_FORM });
+    return declare(schema.default(defaultValue), { type: "string", default: defaultValue, description });
 }
 
 const CIDR_LIST_FORM = 'a JSON list of IPv4 CIDR blocks such as ["203.0.113.0/24"]';
 
 /** A JSON list of CIDR blocks, none overlapping another; `rule` states any further bound of its own. */
-export function cidrList(defaultValue: string[], description: string,
-    rule?: Bound<string[]>) {
+export function cidrList(defaultValue: string[], description: string, rule?: Bound<string[]>) {
     let list = z.array(z.string({ error: CIDR_LIST_FORM }), { error: CIDR_LIST_FORM }).superRefine((blocks, ctx) => {
         const ranges = blocks.map(parseCidr);
         const bad = blocks.find((_, i) => ranges[i] === undefined);
@@ -113,16 +107,16 @@ export function cidrList(defaultValue: string[], description: string,
         list = list.refine(rule.holds, { error: rule.expected });
     }
     return declare(json(CIDR_LIST_FORM).pipe(list).default(defaultValue),
-        { type: "array", default: defaultValue, description, expected: CIDR_LIST_FORM });
+        { type: "array", default: defaultValue, description });
 }
 
 /**
  * A structured value: a JSON list of entries, as Pulumi passes a YAML list from the stack file or one built with
- * `pulumi config set --path`. Errors inside an entry name it by `entryLabel` and the field.
+ * `pulumi config set --path`. Errors inside an entry name it and the field (see problemsOf).
  */
 export function structured<S extends z.ZodType<unknown[]>>(list: S, description: string, expected: string) {
     return declare(json(expected).pipe(list).default([] as unknown as z.core.util.NoUndefined<z.output<S>>),
-        { type: "structured", default: [], description, expected });
+        { type: "structured", default: [], description });
 }
 
 /** Parses JSON text, with an issue stating the expected form when it is not JSON. */
@@ -155,24 +149,24 @@ export function wholeField<R extends boolean>(min: number, max: number, descript
     const expected = wholeForm(min, max);
     const schema = z.union([z.number(), z.string().regex(/^\d+$/).transform(Number)], { error: expected })
         .pipe(z.number().int({ error: expected }).min(min, { error: expected }).max(max, { error: expected }));
-    return field(schema, { type: `integer, ${min} to ${max}`, required, description, expected });
+    return field(schema, { type: `integer, ${min} to ${max}`, required, description });
 }
 
 /** A field of a structured entry: text of a given form, and any further bound. */
 export function textField<R extends boolean>(pattern: RegExp, expected: string, description: string, required: R,
     bound?: Bound<string>) {
-    let schema = z.string({ error: expected }).regex(pattern, { error: expected });
+    let schema = z.string({ error: expected }).regex(pattern, { error: expected, abort: true });
     if (bound) {
         schema = schema.refine(bound.holds, { error: bound.expected });
     }
-    return field(schema, { type: "string", required, description, expected });
+    return field(schema, { type: "string", required, description });
 }
 
 /** A field of a structured entry: true or false, as a boolean or (set with --path) as a word. */
 export function flagField(description: string) {
     const expected = "true or false";
     const schema = z.union([z.boolean(), z.enum(["true", "false"]).transform((word) => word === "true")], { error: expected });
-    return field(schema, { type: "boolean", required: false as const, description, expected });
+    return field(schema, { type: "boolean", required: false as const, description });
 }
 
 /** A problem of one key, or of one field of one entry of a structured key. */
