@@ -5,7 +5,8 @@
  * from its power-on to its node showing in `ray status`. Figures only; nothing here passes or fails on time.
  */
 import { render } from "../tools/render";
-import { BootedHosts } from "../test/harness/machines";
+import { stackFirewall } from "../test/harness/firewall";
+import { BootedHosts, THIS_MACHINE } from "../test/harness/machines";
 import { cleanupKeys, CommandInputs, runOverSsh } from "../test/harness/ssh";
 
 interface Span { name: string; start: number; end: number; dialSeconds: number }
@@ -44,14 +45,17 @@ async function bringUp(nodes: Record<string, number>, rebootWorker: boolean): Pr
     try {
         const spans: Span[] = [];
         const launched: Record<string, number> = {};
+        const config = { packageIndexUrl: hosts.indexUrl, bootstrapTimeoutSeconds: 120, workerCount: Object.keys(nodes).length - 1,
+            sshAllowedCidrs: [`${THIS_MACHINE}/32`] };
+        // Behind the stack's security groups, as in the end-to-end test.
+        const firewall = await stackFirewall(config, (node) => hosts.addresses(node));
         const t0 = Date.now();
-        const rendered = await render({ packageIndexUrl: hosts.indexUrl, bootstrapTimeoutSeconds: 120,
-            workerCount: Object.keys(nodes).length - 1 }, {
+        const rendered = await render(config, {
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
             privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
             launchInstance: async (node, inputs) => {
                 launched[node] = Date.now();
-                hosts.launch(node, inputs.userData);
+                hosts.launch(node, inputs.userData, firewall);
             },
             runCommand: async (inputs, name) => {
                 const start = Date.now();

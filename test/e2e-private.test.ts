@@ -9,9 +9,10 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, before, test } from "node:test";
 import { Rendered, render } from "../tools/render";
-import { BootedHosts, LOGIN_USER, missingForBootedHosts } from "./harness/machines";
+import { SecurityGroupFirewall, stackFirewall } from "./harness/firewall";
+import { BootedHosts, describeOnBootedHosts, LOGIN_USER, OUTSIDER, THIS_MACHINE } from "./harness/machines";
 import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
 
 const TIMEOUT_SECONDS = 90;
@@ -20,33 +21,31 @@ const NODES = ["headnode", "worker-1", "worker-2"];
 const WORKERS = NODES.slice(1);
 const hosts = new BootedHosts({ headnode: { public: 21, private: 21 }, "worker-1": { private: 22 }, "worker-2": { private: 23 } });
 let rendered: Rendered;
+let firewall: SecurityGroupFirewall;
 let userHome = "";
 const log: Array<{ name: string; connection: CommandInputs["connection"] }> = [];
 
-const missing = missingForBootedHosts();
-if (missing.length > 0) {
-    test("the private-workers end-to-end test can run here", () => {
-        assert.fail(`the end-to-end test needs ${missing.join(", ")}; on a machine without them, ` +
-            "run `npm run test:quick` for types, lint and the unit and mocks tests");
-    });
-} else describe("a Ray cluster whose workers are reached only through the head", { timeout: 1_200_000 }, () => {
+describeOnBootedHosts("a Ray cluster whose workers are reached only through the head", { timeout: 1_200_000 }, () => {
     before(async () => {
         hosts.up();
         userHome = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-user-"));
-        rendered = await render({
+        const config = {
             bootstrapTimeoutSeconds: TIMEOUT_SECONDS,
             workerCount: WORKERS.length,
             workerNetwork: "private",
             packageIndexUrl: hosts.indexUrl,
             sshIdentityFile: path.join(userHome, ".ssh", "ray-cluster-e2e.pem"),
-        }, {
+            sshAllowedCidrs: [`${THIS_MACHINE}/32`],
+        };
+        firewall = await stackFirewall(config, (node) => hosts.addresses(node));
+        rendered = await render(config, {
             // A private worker has no public IP; the head's public address is the one on this machine's bridge.
             addresses: (node) => ({ privateIp: hosts.nodeIp(node), publicIp: hosts.isPrivateOnly(node) ? "" : hosts.address(node) }),
             privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
-            launchInstance: async (node, inputs) => hosts.launch(node, inputs.userData),
+            launchInstance: async (node, inputs) => hosts.launch(node, inputs.userData, firewall),
             runCommand: async (inputs, name) => {
                 log.push({ name, connection: inputs.connection });
-                return runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name);
+                return hosts.namingBlocked(NODES, () => runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name));
             },
         });
     });
@@ -123,6 +122,30 @@ if (missing.length > 0) {
         const direct = ssh("-o", "ProxyJump=none", "worker-1", "hostname");
         assert.notEqual(direct.status, 0, "without the jump there is no way in");
         assert.match(direct.stderr, /Network is unreachable|No route to host/);
+    });
+
+    test("a private worker accepts nothing except from the head and its peers", async () => {
+        assert.deepEqual(firewall.groupsOf, { headnode: ["ray-cluster-sg", "ray-cluster-head-sg"],
+            "worker-1": ["ray-cluster-sg"], "worker-2": ["ray-cluster-sg"] });
+        const ports = await hosts.rayPorts();
+        const worker = hosts.nodeIp("worker-1");
+        const workerPorts = [22, ...Object.values(ports[worker])];
+        hosts.forgetBlocked(NODES);
+        for (const port of workerPorts) {
+            assert.ok(!hosts.connects("outsider", worker, port, 2), `worker-1:${port} answered an outsider on its subnet`);
+        }
+        assert.ok(!hosts.connects("outsider", hosts.address("headnode"), 22, 2), "the head's SSH answered an outsider");
+        const blocked = hosts.describeBlocked(NODES);
+        for (const port of workerPorts) {
+            const flow = `${OUTSIDER.private} → worker-1 (${worker}) tcp/${port}`;
+            assert.ok(blocked.includes(flow), `${flow} is not in the groups' record: ${blocked}`);
+        }
+        // The head and a peer get in: SSH from the head (how every worker command arrives), Ray from worker-2.
+        const probe = (port: number) => `timeout 3 bash -c "exec 3<>/dev/tcp/${worker}/${port}" && echo open`;
+        assert.equal((await hosts.run("headnode", probe(22))).stdout.trim(), "open");
+        for (const port of Object.values(ports[worker])) {
+            assert.equal((await hosts.run("worker-2", probe(port))).stdout.trim(), "open", `worker-2 → worker-1:${port}`);
+        }
     });
 
     test("a login refused while a host boots (/run/nologin) is dialled again, directly and through the head", async () => {

@@ -6,16 +6,15 @@
  */
 import * as assert from "node:assert/strict";
 import * as http from "node:http";
-import { spawn } from "node:child_process";
-import * as path from "node:path";
-import { after, before, describe, test } from "node:test";
+import { after, before, test } from "node:test";
 import { NODE_USER_DATA } from "../src/nodes";
 import { scriptCommand } from "../src/scripts";
 import { byName, byType, Rendered, render, reveal } from "../tools/render";
 import { eventually } from "./harness/eventually";
 import { destroyPlan } from "./harness/destroy";
 import { Ec2Emulator } from "./harness/ec2-emulator";
-import { BootedHosts, LOGIN_USER, missingForBootedHosts } from "./harness/machines";
+import { SecurityGroupFirewall, stackFirewall } from "./harness/firewall";
+import { BootedHosts, describeOnBootedHosts, LOGIN_USER, OUTSIDER, THIS_MACHINE } from "./harness/machines";
 import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
 
 const TIMEOUT_SECONDS = 90;
@@ -29,6 +28,8 @@ const ec2 = new Ec2Emulator();
 /** The stack's config in this test; autostop's idle bound is its shortest, one minute. */
 const STACK_CONFIG = {
     bootstrapTimeoutSeconds: TIMEOUT_SECONDS,
+    // This machine plays the user's laptop: SSH is open to it alone, as a user narrows sshAllowedCidrs to their own.
+    sshAllowedCidrs: [`${THIS_MACHINE}/32`],
     autostopIdleMinutes: 1,
     workerCount: 1,
     // The test hosts have no GPU: the group says it has one, as a user may to cap or fake what Ray detects.
@@ -40,6 +41,8 @@ const CHECK_SECONDS = 15;
 const instanceIds: Record<string, string> = {};
 let otherStackInstance = "";
 let rendered: Rendered;
+/** The stack's security groups, enforced on every host from its first boot. */
+let firewall: SecurityGroupFirewall;
 const log: Array<{ name: string; start: number; end: number; stdout: string; stderr: string }> = [];
 
 /**
@@ -110,9 +113,10 @@ async function reboot(node: string): Promise<void> {
     await hosts.waitForBoot(node, boots + 1, 180);
 }
 
-function dashboardStatus(token?: string): Promise<number> {
+/** The Jobs API's answer through a dashboard tunnel on localPort: the only way the groups let this machine in. */
+function dashboardStatus(localPort: number, token?: string): Promise<number> {
     return new Promise((resolve, reject) => {
-        const req = http.get({ host: hosts.address("headnode"), port: 8265, path: "/api/jobs/", timeout: 10_000,
+        const req = http.get({ host: "127.0.0.1", port: localPort, path: "/api/jobs/", timeout: 10_000,
             headers: token ? { Authorization: `Bearer ${token}` } : {} }, (res) => {
             res.resume();
             resolve(res.statusCode ?? 0);
@@ -121,20 +125,14 @@ function dashboardStatus(token?: string): Promise<number> {
     });
 }
 
-const missing = missingForBootedHosts();
-if (missing.length > 0) {
-    // Part of the full suite: it never skips quietly and never runs half.
-    test("the end-to-end test can run here", () => {
-        assert.fail(`the end-to-end test needs ${missing.join(", ")}; on a machine without them, ` +
-            "run `npm run test:quick` for types, lint and the unit and mocks tests");
-    });
-} else describe("a Ray cluster on booted hosts", { timeout: 2_400_000 }, () => {
+describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, () => {
     const commandsBefore = () => log.length;
 
     before(async () => {
         hosts.up();
         ec2.start(hosts.state);
         otherStackInstance = ec2.runInstance({ "ray-cluster:project": "ray-cluster", "ray-cluster:stack": "other", Name: "headnode" });
+        firewall = await stackFirewall({ ...STACK_CONFIG, packageIndexUrl: hosts.indexUrl }, (node) => hosts.addresses(node));
         const t0 = Date.now();
         rendered = await render({ ...STACK_CONFIG, packageIndexUrl: hosts.indexUrl }, {
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
@@ -142,12 +140,12 @@ if (missing.length > 0) {
             // Creating an instance registers it with EC2 and powers on a machine with its own user data, as EC2 does.
             launchInstance: async (node, inputs) => {
                 instanceIds[node] = ec2.runInstance(inputs.tags);
-                hosts.launch(node, inputs.userData, node === "headnode" ? headTestFiles() : {});
+                hosts.launch(node, inputs.userData, firewall, node === "headnode" ? headTestFiles() : {});
                 return instanceIds[node];
             },
             runCommand: async (inputs, name) => {
                 const start = Date.now() - t0;
-                const result = await runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name);
+                const result = await hosts.namingBlocked(NODES, () => runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name));
                 log.push({ name, start, end: Date.now() - t0, stdout: result.stdout, stderr: result.stderr });
                 return result;
             },
@@ -247,15 +245,17 @@ PY`);
 
     test("a task pinned to a group runs only on its nodes, and a num_gpus=1 task only on the GPU group", async () => {
         const { stdout } = await onHost("headnode", `RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
-import json, socket, ray
+import json, socket, time, ray
 ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
 where = ray.remote(lambda: socket.gethostname())
+# Each spread task holds its slot a moment: instant ones can all finish on the first nodes to answer.
+held = ray.remote(lambda: (time.sleep(1), socket.gethostname())[1])
 def hosts(task, n):
     return sorted(set(ray.get([task.remote() for _ in range(n)])))
 print(json.dumps({
     "pinned": {g: hosts(where.options(num_cpus=0.5, label_selector={"ray-cluster/group": g}), 12) for g in ("worker", "gpu")},
     "gpu": hosts(where.options(num_gpus=1), 6),
-    "spread": hosts(where.options(num_cpus=0.5, scheduling_strategy="SPREAD"), 30),
+    "spread": hosts(held.options(num_cpus=0.5, scheduling_strategy="SPREAD"), 30),
 }))
 PY`);
         const placed = JSON.parse(stdout.trim().split("\n").pop()!);
@@ -280,12 +280,84 @@ PY`);
 
     test("a client without the token is refused; the token lets it in", async () => {
         const token = command("ray-cluster-headnode-start").stdin!;
-        assert.equal(await eventually({ what: "the dashboard answering", timeoutSeconds: 60 },
-            async () => dashboardStatus()), 401);
-        assert.equal(await dashboardStatus("not-the-token"), 403);
-        assert.equal(await dashboardStatus(token), 200);
+        const tunnel = await hosts.tunnel("headnode", 18266, 8265);
+        try {
+            assert.equal(await eventually({ what: "the dashboard answering through the tunnel", timeoutSeconds: 60 },
+                async () => dashboardStatus(18266).catch(() => undefined)), 401);
+            assert.equal(await dashboardStatus(18266, "not-the-token"), 403);
+            assert.equal(await dashboardStatus(18266, token), 200);
+        } finally {
+            tunnel.close();
+        }
         await assert.rejects(onHost("worker-1", "RAY_AUTH_MODE=token RAY_AUTH_TOKEN=wrong timeout 60 ~/ray-venv/bin/ray status"),
             (e: CommandFailed) => /AuthenticationError|InvalidAuthToken/.test(e.result.stderr + e.result.stdout));
+    });
+
+    test("the cluster ran behind exactly the rules the stack renders", () => {
+        // The filters were built from a render before launch; the bootstrap's own render must give the same.
+        const fromBootstrap = new SecurityGroupFirewall(rendered.resources, (node) => hosts.addresses(node));
+        for (const node of NODES) {
+            assert.equal(fromBootstrap.ruleset(node), firewall.ruleset(node), node);
+        }
+        assert.deepEqual(firewall.groupsOf, { headnode: ["ray-cluster-sg"], "worker-1": ["ray-cluster-sg"], "gpu-1": ["ray-cluster-sg"] });
+    });
+
+    test("from this machine, inside sshAllowedCidrs, SSH answers and no Ray port does", async () => {
+        const ports = await hosts.rayPorts();
+        hosts.forgetBlocked(NODES);
+        for (const node of NODES) {
+            const address = hosts.address(node);
+            assert.ok(hosts.connects("this machine", address, 22), `${node}: SSH`);
+            const rayPortsOfNode = node === "headnode"
+                ? { GCS: 6379, dashboard: 8265, client: 10001, ...ports[address] } : ports[address];
+            for (const [what, port] of Object.entries(rayPortsOfNode)) {
+                assert.ok(!hosts.connects("this machine", address, port, 2), `${node}: ${what} (${port}) answered this machine`);
+            }
+        }
+        // What kept them out is the groups: each try is in the head's record of dropped flows.
+        assert.match(hosts.describeBlocked(["headnode"]), new RegExp(`${THIS_MACHINE.replace(/\./g, "\\.")} → headnode \\(.*\\) tcp/6379`));
+    });
+
+    test("from an address in no group nothing answers: SSH, GCS, dashboard, client, raylet, object manager", async () => {
+        const ports = await hosts.rayPorts();
+        hosts.forgetBlocked(NODES);
+        const head = hosts.address("headnode");
+        const tries: Array<[string, number]> = [["headnode", 22], ["headnode", 6379], ["headnode", 8265], ["headnode", 10001],
+            ["worker-1", 22], ...NODES.flatMap((node) => Object.values(ports[hosts.address(node)]).map((port) => [node, port] as [string, number]))];
+        for (const [node, port] of tries) {
+            assert.ok(!hosts.connects("outsider", hosts.address(node), port, 2), `${node}:${port} answered an outsider`);
+        }
+        const blocked = hosts.describeBlocked(NODES);
+        for (const [node, port] of tries) {
+            const flow = `${OUTSIDER.public} → ${node} (${hosts.address(node)}) tcp/${port}`;
+            assert.ok(blocked.includes(flow), `${flow} is not in the groups' record: ${blocked}`);
+        }
+        // The same ports do answer a member of the cluster's group: the groups, not the services, kept the outsider out.
+        const { stdout } = await onHost("worker-1", `for p in 6379 8265 10001; do timeout 3 bash -c "exec 3<>/dev/tcp/${head}/$p" && echo "open $p"; done`);
+        assert.deepEqual(stdout.trim().split("\n"), ["open 6379", "open 8265", "open 10001"]);
+    });
+
+    test("without the rule Ray needs between nodes, the cluster fails within its bound and names what the groups blocked", async () => {
+        const head = hosts.address("headnode");
+        hosts.forgetBlocked(NODES);
+        hosts.enforce(firewall.without("ray-cluster-intra-cluster"), NODES);
+        const began = Date.now();
+        try {
+            await onHost("worker-1", "sudo systemctl restart ray-worker");
+            // The stack's verify, with a short bound: worker-1's raylet cannot reach the GCS to join.
+            const text = scriptCommand("verify-cluster.sh", ["--address", `${head}:6379`, "--timeout", "20",
+                ...NODES.flatMap((node) => ["--expect", `${node}=${hosts.address(node)}`])]);
+            const failure = await hosts.namingBlocked(NODES, () => runOverSsh(command("ray-cluster-verify"), text, undefined, "verify"))
+                .then(() => undefined, (e: Error) => e);
+            assert.ok(failure, "verify passed with the cluster's own rule taken out");
+            assert.match(failure.message, /1 of 3 nodes did not join within 20s: worker-1 \(10\.213\.0\.12\)/);
+            assert.match(failure.message, /\nthe security groups blocked: .*worker-1 \(10\.213\.0\.12\) → headnode \(10\.213\.0\.11\) tcp\/6379/);
+            assert.ok((Date.now() - began) / 1000 < 60, "failed within its bound, not at a timeout of its own");
+        } finally {
+            hosts.enforce(firewall, NODES);
+        }
+        // With the rule back, worker-1's next try to reach its head succeeds by itself.
+        await clusterWhole(NODES, "worker-1 back once the rule is restored");
     });
 
     test("verify waits until a late worker shows in `ray status`, not just in the GCS node table", async () => {
@@ -436,17 +508,8 @@ PY`);
     });
 
     test("an open SSH session on the head, such as a dashboard tunnel, keeps the cluster up", async () => {
-        const tunnel = spawn("ssh", ["-N", "-i", path.join(hosts.state, "id_ed25519"), "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-L", "18265:127.0.0.1:8265",
-            `${LOGIN_USER}@${hosts.address("headnode")}`], { stdio: "ignore" });
+        const tunnel = await hosts.tunnel("headnode", 18265, 8265);
         try {
-            await eventually({ what: "the dashboard through the tunnel", timeoutSeconds: 30 }, async () =>
-                new Promise<true | undefined>((resolve) => {
-                    http.get({ host: "127.0.0.1", port: 18265, path: "/", timeout: 5000 }, (res) => {
-                        res.resume();
-                        resolve(true);
-                    }).on("error", () => resolve(undefined));
-                }));
             const opened = Date.now() / 1000;
             await sleep(80);
             const during = (await autostopVerdicts(opened)).filter((v) => v.at < opened + 78);
@@ -456,7 +519,7 @@ PY`);
             }
             assert.deepEqual(ec2.calls(), [], "the cluster was stopped under an open session");
         } finally {
-            tunnel.kill();
+            tunnel.close();
         }
     });
 

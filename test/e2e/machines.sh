@@ -9,10 +9,16 @@
 # only a host with an interface on both (the head of private workers) reaches it. The mirror has a leg on each, as
 # a NAT gateway gives private workers the package index; it forwards nothing, so it is no way around the head.
 #
-#   machines.sh net STATE_DIR WHEELHOUSE                       bridges and package mirror
+# Each host's network namespace is made here, not by systemd-nspawn, and outlives the host's boots as an ENI
+# outlives an instance's: its interfaces and addresses, and the packet filter that stands in for its security
+# groups (nftables, loaded before the host first boots), are there from the first packet of every boot.
+#
+#   machines.sh net STATE_DIR WHEELHOUSE                       bridges, package mirror, and an outsider: a namespace
+#                                                              on both bridges (.250) that no security group names
 #   machines.sh ec2 STATE_DIR PYTHON EMULATOR_PY               the EC2 emulator beside the mirror (moto)
 #   machines.sh create STATE_DIR NAME PUBLIC_OCTET PRIVATE_OCTET BASE USER_DATA_FILE PUBLIC_KEY_FILE INSTANCE_ID
 #                                                              an octet of "-" leaves the host off that bridge
+#   machines.sh firewall STATE_DIR NAME RULES_FILE             loads an nftables ruleset into the host's namespace
 #   machines.sh start STATE_DIR NAME                           power on; the host reboots when it asks to
 #   machines.sh stop STATE_DIR NAME                            clean power-off, waits for it
 #   machines.sh kill STATE_DIR NAME                            pulls the plug (SIGKILL to the container)
@@ -29,6 +35,9 @@ MIRROR_OCTET=2
 MIRROR_PORT=8000
 EC2_PORT=5000
 MACHINE_PREFIX=rcb-
+HOST_NS_PREFIX=rcb-n-
+OUTSIDER_NS=rcb-outsider
+OUTSIDER_OCTET=250
 
 die() { echo "machines.sh: $*" >&2; exit 1; }
 
@@ -71,6 +80,7 @@ net() {
     echo $! > "${state}/mirror.pid"
     wait_port "${SUBNET}.${MIRROR_OCTET}" "$MIRROR_PORT"
     echo "http://${SUBNET}.${MIRROR_OCTET}:${MIRROR_PORT}/simple/" > "${state}/index-url"
+    outsider
 }
 
 # The EC2 API the head's autostop calls, inside the mirror's namespace: reachable from the hosts and this machine
@@ -84,6 +94,29 @@ ec2() {
     echo "http://${SUBNET}.${MIRROR_OCTET}:${EC2_PORT}" > "${state}/ec2-endpoint"
 }
 
+# One interface of a namespace on a bridge: IFACE inside with ADDRESS/24, LINK on the bridge's side.
+leg() {
+    local ns=$1 iface=$2 link=$3 bridge=$4 address=$5
+    ip link add "$link" type veth peer name "$iface" netns "$ns"
+    ip link set "$link" master "$bridge" up
+    ip -n "$ns" addr add "${address}/24" dev "$iface"
+    ip -n "$ns" link set "$iface" up
+}
+
+# Replaces the host's packet filter atomically (the ruleset deletes its own table first).
+firewall() {
+    local state=$1 name=$2 rules=$3
+    ip netns exec "$(cat "${state}/hosts/${name}/netns")" nft -f "$rules"
+}
+
+# An address on each bridge that no security group names: what a stranger on the subnet would see.
+outsider() {
+    ip netns add "$OUTSIDER_NS"
+    ip -n "$OUTSIDER_NS" link set lo up
+    leg "$OUTSIDER_NS" eth0 rcb-out0 "$BRIDGE" "${SUBNET}.${OUTSIDER_OCTET}"
+    leg "$OUTSIDER_NS" eth1 rcb-out1 "$PRIVATE_BRIDGE" "${PRIVATE_SUBNET}.${OUTSIDER_OCTET}"
+}
+
 create() {
     local state=$1 name=$2 public_octet=$3 private_octet=$4 base=$5 user_data=$6 public_key=$7 instance_id=$8
     local dir="${state}/hosts/${name}" octet
@@ -95,21 +128,27 @@ create() {
     # Each machine has an identity of its own, as each EC2 instance has.
     tr -d '-' < /proc/sys/kernel/random/uuid > "${root}/etc/machine-id"
     mkdir -p "${root}/etc/systemd/network"
-    # host0 is the interface on the host's first bridge; a host on both has eth1 on the private one.
+    local ns="${HOST_NS_PREFIX}${name}"
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    echo "$ns" > "${dir}/netns"
+    # host0 is the interface on the host's first bridge; a host on both has eth1 on the private one. The addresses
+    # are set from outside, as EC2 gives an ENI its address; the .network files say the same for the host's own view.
     if [ "$public_octet" != - ]; then
         octet=$public_octet
-        echo "$BRIDGE" > "${dir}/bridge"
+        leg "$ns" host0 "vb-${name:0:12}" "$BRIDGE" "${SUBNET}.${public_octet}"
         printf '[Match]\nName=host0\n[Network]\nAddress=%s.%s/24\n' "$SUBNET" "$public_octet" \
             > "${root}/etc/systemd/network/10-host0.network"
         if [ "$private_octet" != - ]; then
-            echo "$PRIVATE_BRIDGE" > "${dir}/extra-bridge"
+            leg "$ns" eth1 "vx-${name:0:12}" "$PRIVATE_BRIDGE" "${PRIVATE_SUBNET}.${private_octet}"
             printf '[Match]\nName=eth1\n[Network]\nAddress=%s.%s/24\n' "$PRIVATE_SUBNET" "$private_octet" \
                 > "${root}/etc/systemd/network/11-eth1.network"
         fi
     else
         octet=$private_octet
-        echo "$PRIVATE_BRIDGE" > "${dir}/bridge"
+        leg "$ns" host0 "vb-${name:0:12}" "$PRIVATE_BRIDGE" "${PRIVATE_SUBNET}.${private_octet}"
         # The private subnet's way to the package index, and to nothing else, as through a NAT gateway.
+        ip -n "$ns" route add "${SUBNET}.${MIRROR_OCTET}/32" via "${PRIVATE_SUBNET}.${MIRROR_OCTET}"
         printf '[Match]\nName=host0\n[Network]\nAddress=%s.%s/24\n[Route]\nDestination=%s.%s/32\nGateway=%s.%s\n' \
             "$PRIVATE_SUBNET" "$private_octet" "$SUBNET" "$MIRROR_OCTET" "$PRIVATE_SUBNET" "$MIRROR_OCTET" \
             > "${root}/etc/systemd/network/10-host0.network"
@@ -135,26 +174,17 @@ start() {
         die "${name} is already on"
     fi
     # A host that asks to reboot makes systemd-nspawn exit with 133: starting it again is the reboot. Any other
-    # exit is a power-off. A second interface is a veth whose host side joins the extra bridge once nspawn made it.
-    local extra="" extra_link="vx-${name:0:12}"
-    [ ! -f "${dir}/extra-bridge" ] || extra=$(cat "${dir}/extra-bridge")
+    # exit is a power-off. The host joins its own network namespace, which keeps its interfaces across boots.
     # shellcheck disable=SC2016 # expanded by the inner bash, from its own arguments
     setsid bash -c '
         while :; do
             echo "boot $(date +%s.%N)" >> "$1/boots"
-            systemd-nspawn -q -D "$1/root" --boot --register=no --keep-unit -M "$2" --network-bridge="$3" \
-                ${4:+--network-veth-extra="$5:eth1"} </dev/null >>"$1/console.log" 2>&1 &
-            nspawn=$!
-            if [ -n "$4" ]; then
-                for _ in $(seq 1 200); do
-                    ip link set "$5" master "$4" up 2>/dev/null && break
-                    sleep 0.05
-                done
-            fi
-            wait "$nspawn" && rc=0 || rc=$?
+            systemd-nspawn -q -D "$1/root" --boot --register=no --keep-unit -M "$2" \
+                --network-namespace-path="/run/netns/$3" </dev/null >>"$1/console.log" 2>&1 &&
+                rc=0 || rc=$?
             echo "exit ${rc} $(date +%s.%N)" >> "$1/boots"
             [ "$rc" -eq 133 ] || break
-        done' machine-loop "$dir" "$machine" "$(cat "${dir}/bridge")" "$extra" "$extra_link" </dev/null >/dev/null 2>&1 &
+        done' machine-loop "$dir" "$machine" "$(cat "${dir}/netns")" </dev/null >/dev/null 2>&1 &
     echo $! > "${dir}/loop.pid"
 }
 
@@ -193,6 +223,7 @@ down() {
         [ -d "$dir" ] || continue
         power_off "$state" "$(basename "$dir")" TERM || power_off "$state" "$(basename "$dir")" KILL || true
         umount "${dir}root" 2>/dev/null || true
+        [ ! -f "${dir}netns" ] || ip netns del "$(cat "${dir}netns")" 2>/dev/null || true
     done
     for pidfile in "${state}/mirror.pid" "${state}/ec2.pid"; do
         if [ -f "$pidfile" ]; then
@@ -204,11 +235,15 @@ down() {
 }
 
 down_net() {
-    local pid link bridge
+    local pid link bridge ns
     for pid in $(ip netns pids "$MIRROR_NS" 2>/dev/null); do
         kill -9 "$pid" 2>/dev/null || true
     done
     ip netns del "$MIRROR_NS" 2>/dev/null || true
+    # Deleting a namespace deletes its ends of the veths, and with them the bridge ends.
+    for ns in $(ip netns list 2>/dev/null | awk '{ print $1 }' | grep -E "^(${HOST_NS_PREFIX}|${OUTSIDER_NS}$)" || true); do
+        ip netns del "$ns" 2>/dev/null || true
+    done
     ip route del unreachable "${PRIVATE_SUBNET}.0/24" 2>/dev/null || true
     # systemd-nspawn removes its vb-* veth when the container ends; a killed one may leave it behind.
     for bridge in "$BRIDGE" "$PRIVATE_BRIDGE"; do
@@ -250,6 +285,7 @@ case ${1:-} in
     ec2) shift; ec2 "$@" ;;
     create) shift; create "$@" ;;
     start) shift; start "$@" ;;
+    firewall) shift; firewall "$@" ;;
     stop) power_off "$2" "$3" TERM || exit 1 ;;
     kill) power_off "$2" "$3" KILL || exit 1 ;;
     down) down "$2" ;;

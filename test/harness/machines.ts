@@ -3,11 +3,13 @@
  * stack's own user data and reboot, on a bridge with no route off this machine. The end-to-end test and the
  * bootstrap benchmark share this rig.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { describe, test } from "node:test";
 import { EC2_EMULATOR_PYTHON } from "./ec2-emulator";
 import { eventually } from "./eventually";
+import { BlockedFlow, parseBlocked, SecurityGroupFirewall, TABLE } from "./firewall";
 import { CommandResult, runOverSsh } from "./ssh";
 
 const MACHINES_SH = path.join(__dirname, "..", "e2e", "machines.sh");
@@ -44,7 +46,7 @@ export function missingForBootedHosts(): string[] {
         missing.push("network namespaces");
     }
     for (const [tool, pkg] of [["systemd-nspawn", "systemd-container"], ["debootstrap", "debootstrap"], ["ip", "iproute2"],
-        ["ssh", "openssh-client"]]) {
+        ["ssh", "openssh-client"], ["nft", "nftables"]]) {
         if (!has(tool)) {
             missing.push(`${tool} (apt-get install ${pkg})`);
         }
@@ -54,6 +56,27 @@ export function missingForBootedHosts(): string[] {
     }
     return missing;
 }
+
+/**
+ * An end-to-end suite on booted hosts, or, where this machine cannot boot them, one failing test that says what is
+ * missing: part of the full suite, it never skips quietly and never runs half.
+ */
+export function describeOnBootedHosts(title: string, options: { timeout: number }, body: () => void): void {
+    const missing = missingForBootedHosts();
+    if (missing.length > 0) {
+        test(`${title}: the end-to-end test can run here`, () => {
+            throw new Error(`the end-to-end test needs ${missing.join(", ")}; on a machine without them, ` +
+                "run `npm run test:quick` for types, lint and the unit and mocks tests");
+        });
+        return;
+    }
+    describe(title, options, body);
+}
+
+/** The address on each bridge of a namespace that no security group names (machines.sh net makes it). */
+export const OUTSIDER = { public: `${SUBNET}.250`, private: `${PRIVATE_SUBNET}.250` };
+/** This machine's address on the public bridge: the user's laptop, which the tests put in sshAllowedCidrs. */
+export const THIS_MACHINE = `${SUBNET}.1`;
 
 /** One power-on of a host, as its supervisor recorded it: when it booted and how that boot ended. */
 export interface Boot {
@@ -88,6 +111,13 @@ export class BootedHosts {
     nodeIp(node: string): string {
         const p = this.placements[node];
         return p.private !== undefined ? `${PRIVATE_SUBNET}.${p.private}` : `${SUBNET}.${p.public}`;
+    }
+
+    /** Every address the host has, on each bridge it sits on: what a security group reference admits. */
+    addresses(node: string): string[] {
+        const p = this.placements[node];
+        return [p.public !== undefined ? `${SUBNET}.${p.public}` : "", p.private !== undefined ? `${PRIVATE_SUBNET}.${p.private}` : ""]
+            .filter((address) => address !== "");
     }
 
     /** Whether the host sits on the private bridge alone, so that this machine reaches it only through another. */
@@ -126,9 +156,10 @@ export class BootedHosts {
 
     /**
      * Creates and powers on a host, as EC2 launches an instance: it returns before the host has booted. FILES (path
-     * on the host → content) are laid into its root first, as the test's stand-in for what AWS provides a node.
+     * on the host → content) are laid into its root first, as the test's stand-in for what AWS provides a node; its
+     * security groups' filter is in place before its first packet.
      */
-    launch(node: string, userData: string, files: Record<string, string> = {}): void {
+    launch(node: string, userData: string, firewall: SecurityGroupFirewall, files: Record<string, string> = {}): void {
         const placement = this.placements[node];
         if (!placement) {
             throw new Error(`no test host for ${node}; have ${Object.keys(this.placements).join(", ")}`);
@@ -145,7 +176,97 @@ export class BootedHosts {
             fs.writeFileSync(target, content);
         }
         this.created.add(node);
+        this.enforce(firewall, [node]);
         this.powerOn(node);
+    }
+
+    /** Loads each node's rules from the firewall into its namespace, replacing what it had. */
+    enforce(firewall: SecurityGroupFirewall, nodes: string[]): void {
+        for (const node of nodes) {
+            const file = path.join(this.state, "hosts", node, "firewall.nft");
+            fs.writeFileSync(file, firewall.ruleset(node));
+            execFileSync("bash", [MACHINES_SH, "firewall", this.state, node, file], { stdio: "inherit" });
+        }
+    }
+
+    /**
+     * The flows the security groups dropped on the given nodes, in words: "worker-1 (10.213.0.12) → headnode
+     * (10.213.0.11) tcp/6379", or "" when they dropped nothing.
+     */
+    describeBlocked(nodes: string[]): string {
+        const nameOf = (address: string) => {
+            const node = Object.keys(this.placements).find((n) => this.addresses(n).includes(address));
+            return node ? `${node} (${address})` : address;
+        };
+        const flows = [...new Set(this.blocked(nodes).map((f) => `${nameOf(f.source)} → ${nameOf(f.destination)} ${f.protocol}/${f.port}`))];
+        return flows.sort().join(", ");
+    }
+
+    /**
+     * Runs `work`; if it fails, its error also names what the security groups of the given nodes blocked, so a
+     * missing rule shows as what it kept out rather than as a bare timeout.
+     */
+    async namingBlocked<T>(nodes: string[], work: () => Promise<T>): Promise<T> {
+        try {
+            return await work();
+        } catch (e) {
+            const blocked = this.describeBlocked(nodes);
+            if (blocked !== "" && e instanceof Error) {
+                e.message += `\nthe security groups blocked: ${blocked}`;
+            }
+            throw e;
+        }
+    }
+
+    /** Every flow the security groups dropped on the given nodes so far, in or out. */
+    blocked(nodes: string[]): BlockedFlow[] {
+        return nodes.flatMap((node) => (["in", "out"] as const).flatMap((direction) => {
+            const ns = fs.readFileSync(path.join(this.state, "hosts", node, "netns"), "utf8").trim();
+            const json = execFileSync("ip", ["netns", "exec", ns, "nft", "-j", "list", "set", ...TABLE.split(" "), `blocked_${direction}`],
+                { encoding: "utf8" });
+            return parseBlocked(node, direction, json);
+        }));
+    }
+
+    /** Empties the record of blocked flows, so a test sees only what it caused. */
+    forgetBlocked(nodes: string[]): void {
+        for (const node of nodes) {
+            const ns = fs.readFileSync(path.join(this.state, "hosts", node, "netns"), "utf8").trim();
+            for (const set of ["blocked_in", "blocked_out"]) {
+                execFileSync("ip", ["netns", "exec", ns, "nft", "flush", "set", ...TABLE.split(" "), set]);
+            }
+        }
+    }
+
+    /**
+     * An SSH tunnel from localPort on this machine to remotePort on the node, as the stack's dashboardTunnel opens
+     * one; resolves once a connection through it opens. close() ends it.
+     */
+    async tunnel(node: string, localPort: number, remotePort: number): Promise<{ close: () => void }> {
+        const ssh = spawn("ssh", ["-N", "-i", path.join(this.state, "id_ed25519"), "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes",
+            "-L", `${localPort}:127.0.0.1:${remotePort}`, `${LOGIN_USER}@${this.address(node)}`], { stdio: "ignore" });
+        const close = () => {
+            ssh.kill();
+        };
+        try {
+            await eventually({ what: `a tunnel to ${node}:${remotePort} on local port ${localPort}`, timeoutSeconds: 30, intervalSeconds: 0.5 },
+                async () => (this.connects("this machine", "127.0.0.1", localPort, 2) ? true : undefined));
+        } catch (e) {
+            close();
+            throw e;
+        }
+        return { close };
+    }
+
+    /**
+     * Whether a TCP connection to address:port opens within `seconds`, from this machine or from the outsider.
+     * A security group drops what it does not admit, so a refused port shows as a connection that never opens.
+     */
+    connects(from: "this machine" | "outsider", address: string, port: number, seconds = 3): boolean {
+        const probe = ["timeout", String(seconds), "bash", "-c", 'exec 3<>"/dev/tcp/$0/$1"', address, String(port)];
+        const command = from === "outsider" ? ["ip", "netns", "exec", "rcb-outsider", ...probe] : probe;
+        return spawnSync(command[0], command.slice(1), { stdio: "ignore" }).status === 0;
     }
 
     powerOn(node: string): void {
@@ -226,6 +347,17 @@ PY`);
             last(`missing from ray status: ${missing.join(", ") || "none"}; listed ${view.listed.length}`);
             return missing.length === 0 && view.listed.length === nodes.length ? ids : undefined;
         });
+    }
+
+    /** Each node's raylet and object manager ports by its address, as the GCS knows them (Ray picks them at start). */
+    async rayPorts(): Promise<Record<string, Record<string, number>>> {
+        const { stdout } = await this.run("headnode", `RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
+import json, ray
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+print(json.dumps({n["NodeManagerAddress"]: {"raylet": n["NodeManagerPort"], "object manager": n["ObjectManagerPort"]}
+                  for n in ray.nodes() if n["Alive"]}))
+PY`);
+        return JSON.parse(stdout.trim().split("\n").pop()!);
     }
 
     console(node: string): string {
