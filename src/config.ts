@@ -307,7 +307,7 @@ function rule<K extends ConfigKey>(keys: K[], check: (values: Pick<Settings, K>,
 }
 const RULES = [...NODE_RULES, ...NETWORK_RULES, ...DATA_AND_COST_RULES];
 
-/** Where a worker placed in a given VPC goes. */
+/** An existing VPC the cluster is placed in, instead of a network of its own. */
 export interface ExistingNetwork {
     /** The VPC. */
     vpcId: string;
