@@ -20,8 +20,8 @@ describe("the end-to-end rig's packet filters come from the rendered security gr
         for (const node of ["headnode", "worker-1"]) {
             const ruleset = firewall.ruleset(node);
             assert.deepEqual(lines(ruleset, "input"), [
-                'ip saddr { 203.0.113.0/24 } tcp dport 22 accept comment "ray-cluster-ssh-203-0-113-0-24"',
                 'ip saddr { 10.0.1.10, 10.0.1.11, 10.0.1.12 } accept comment "ray-cluster-intra-cluster"',
+                'ip saddr { 203.0.113.0/24 } tcp dport 22 accept comment "ray-cluster-ssh-203-0-113-0-24"',
             ], node);
             assert.deepEqual(lines(ruleset, "output"), ['ip daddr { 0.0.0.0/0 } accept comment "ray-cluster-egress-all"'], node);
             assert.match(ruleset, /type filter hook input priority filter; policy drop;\n\s+ct state established,related accept/);

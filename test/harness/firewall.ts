@@ -64,7 +64,7 @@ export class SecurityGroupFirewall {
             const inputs = reveal(instance.inputs);
             return [inputs.tags.Name as string, (inputs.vpcSecurityGroupIds as string[]).map(groupName)];
         }));
-        this.rules = resources.filter((r) => r.type === INGRESS || r.type === EGRESS).map((r) => {
+        this.rules = resources.filter((r) => r.type === INGRESS || r.type === EGRESS).map((r): GroupRule => {
             const inputs = reveal(r.inputs);
             return {
                 name: r.name,
@@ -76,7 +76,7 @@ export class SecurityGroupFirewall {
                 cidr: inputs.cidrIpv4,
                 peerGroup: inputs.referencedSecurityGroupId ? groupName(inputs.referencedSecurityGroupId) : undefined,
             };
-        });
+        }).sort((a, b) => a.name.localeCompare(b.name));
         for (const rule of this.rules) {
             if (rule.cidr === undefined && rule.peerGroup === undefined) {
                 throw new Error(`rule ${rule.name} names no peer the test rig can enforce (IPv6 or a prefix list?)`);
@@ -84,9 +84,9 @@ export class SecurityGroupFirewall {
         }
     }
 
-    /** Every node in the given group. */
+    /** Every node in the given group, by name: a ruleset never depends on the order resources registered in. */
     members(group: string): string[] {
-        return Object.keys(this.groupsOf).filter((node) => this.groupsOf[node].includes(group));
+        return Object.keys(this.groupsOf).filter((node) => this.groupsOf[node].includes(group)).sort();
     }
 
     /** A copy with the named rules taken out, as if the stack had never created them. */
