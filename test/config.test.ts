@@ -46,6 +46,21 @@ describe("Pulumi.yaml declares the config contract that src/config.ts holds", ()
         assert.notEqual(projectConfigAsWritten(edited), renderProjectConfig());
     });
 
+    test("the README's config table has a row for every key, and none for a key the program does not read", () => {
+        const readme = fs.readFileSync(path.join(__dirname, "..", "README.md"), "utf8");
+        const table = readme.split("\n## Config\n")[1].split("\n## ")[0];
+        const rows = [...table.matchAll(/^\| `(\w+)` \| ([^|]*) \|/gm)].map((m) => [m[1], m[2]] as const);
+        assert.deepEqual(rows.map(([key]) => key).sort(), [...CONFIG_KEYS].sort());
+        // A default the table states as a value is the schema's; an empty default stands for one derived later.
+        for (const [key, cell] of rows) {
+            const stated = /^`([^`]*)`/.exec(cell)?.[1];
+            const value = defaultOf(key as ConfigKey);
+            if (stated !== undefined && value !== "") {
+                assert.equal(stated, typeof value === "string" ? value : JSON.stringify(value), `README's default of ${key}`);
+            }
+        }
+    });
+
     test("Pulumi.dev.yaml sets aws:region", () => {
         const dev = yaml.load(fs.readFileSync(path.join(__dirname, "..", "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, string> };
         assert.match(dev.config["aws:region"], /^[a-z]{2}-[a-z]+-\d$/);
