@@ -5,6 +5,7 @@ import { placeInExistingNetwork } from "./src/existing-network";
 import { NodeRole } from "./src/iam";
 import { ClusterKeyPair } from "./src/keypair";
 import { Network } from "./src/network";
+import { mostNodes } from "./src/groups";
 import { HEAD_NODE_NAME, RayNodes } from "./src/nodes";
 import { RayCluster, sshRoute } from "./src/ray";
 import { ClusterSecurity, DASHBOARD_PORT, GCS_PORT } from "./src/security";
@@ -23,7 +24,7 @@ export = async () => {
             namespace: config.project,
             connectVia: config.connectVia,
             workersNeedInternet: config.bootstrapRay && config.packageIndexUrl === "",
-            workers: config.workerGroups.reduce((sum, group) => sum + group.count, 0),
+            workers: config.workerGroups.reduce((sum, group) => sum + mostNodes(group), 0),
             tags,
         })
         : new Network(name, {

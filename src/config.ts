@@ -11,7 +11,9 @@ import {
     choice, cidr, cidrList, ConfigError, flag, flagField, inside, integer, KeySchema, overlaps, parseCidr, Problem,
     problemsOf, structured, text, textField, usableAddresses, wholeField,
 } from "./config-schema";
-import { DEFAULT_GROUP, DLAMI_ROOT_SNAPSHOT_GB, GPU_DEFAULT_VOLUME_GB, HEAD_GROUP, isNvidiaGpuType, WorkerGroup } from "./groups";
+import {
+    DEFAULT_GROUP, DLAMI_ROOT_SNAPSHOT_GB, GPU_DEFAULT_VOLUME_GB, HEAD_GROUP, isNvidiaGpuType, mostNodes, WorkerGroup,
+} from "./groups";
 
 export { ConfigError } from "./config-schema";
 
@@ -39,7 +41,9 @@ const GROUP_FIELDS = {
         { holds: (name) => name !== DEFAULT_GROUP && name !== HEAD_GROUP,
             expected: `a name other than '${DEFAULT_GROUP}' (the default group: workerCount, workerInstanceType) and '${HEAD_GROUP}'` }),
     instanceType: textField(INSTANCE_TYPE, "an EC2 instance type such as g5.xlarge", "EC2 instance type of the group's nodes.", true),
-    count: wholeField(0, MAX_WORKERS, "Number of nodes.", true),
+    count: wholeField(0, MAX_WORKERS, "Number of nodes of a fixed group; an elastic group sets minCount and maxCount instead.", false),
+    minCount: wholeField(0, MAX_WORKERS, "Fewest nodes of an elastic group, which Ray's autoscaler keeps running (default 0).", false),
+    maxCount: wholeField(1, MAX_WORKERS, "Most nodes of an elastic group, which Ray's autoscaler launches as demand asks.", false),
     volumeSizeGb: wholeField(MIN_VOLUME_GB, MAX_VOLUME_GB,
         `Root volume in GB; default volumeSizeGb, or ${GPU_DEFAULT_VOLUME_GB} for an NVIDIA GPU type.`, false),
     amiId: textField(AMI_ID, AMI_FORM, "AMI of the group; default amiId, or the Deep Learning AMI for an NVIDIA GPU type.", false),
@@ -48,11 +52,33 @@ const GROUP_FIELDS = {
 };
 const GROUP_SHAPE = 'a list of groups such as [{"name": "gpu", "instanceType": "g5.xlarge", "count": 1}]';
 const groupEntry = z.strictObject(GROUP_FIELDS, { error: `an object such as {"name": "gpu", "instanceType": "g5.xlarge", "count": 1}` });
+/** What is wrong with how an entry sizes its group: fixed (count) or elastic (minCount, maxCount), never both. */
+function sizeProblem(entry: { count?: unknown; minCount?: unknown; maxCount?: unknown }): { field: string; message: string } | undefined {
+    const has = (field: "count" | "minCount" | "maxCount") => entry[field] !== undefined;
+    if (has("count") && (has("minCount") || has("maxCount"))) {
+        return { field: has("maxCount") ? "maxCount" : "minCount",
+            message: "no range alongside count: a group is fixed (count) or elastic (minCount and maxCount), not both" };
+    }
+    if (!has("count") && !has("maxCount")) {
+        return has("minCount")
+            ? { field: "maxCount", message: "the most nodes the elastic group may grow to, since minCount is set" }
+            : { field: "count", message: "a number of nodes, or minCount and maxCount for an elastic group" };
+    }
+    const [min, max] = [entry.minCount ?? 0, entry.maxCount];
+    return typeof min === "number" && typeof max === "number" && max < min
+        ? { field: "maxCount", message: `at least minCount ${min}` } : undefined;
+}
 const groupList = z.array(groupEntry, { error: GROUP_SHAPE }).superRefine((groups, ctx) => {
     const names = groups.map((group) => (group as { name?: unknown } | undefined)?.name);
     names.forEach((name, i) => {
         if (typeof name === "string" && names.indexOf(name) < i) {
             ctx.addIssue({ code: "custom", path: [i, "name"], message: "a name no other group has" });
+        }
+    });
+    groups.forEach((group, i) => {
+        const problem = typeof group === "object" && group !== null ? sizeProblem(group) : undefined;
+        if (problem) {
+            ctx.addIssue({ code: "custom", path: [i, problem.field], message: problem.message });
         }
     });
     // Also when another field of some group is wrong, so that every mistake shows at once.
@@ -74,8 +100,11 @@ const NODE_KEYS = {
         "reclaimed worker; the head stays on-demand."),
     headSchedulable: flag(true, "Let Ray schedule tasks and actors on the head; false starts the head with --num-cpus=0, " +
         "as Ray advises for large clusters."),
-    workerGroups: structured(groupList, "Named groups of workers besides the default one (workerCount × workerInstanceType).",
+    workerGroups: structured(groupList, "Named groups of workers besides the default one (workerCount × workerInstanceType); " +
+        "a group with minCount and maxCount instead of count is elastic: Ray's autoscaler sizes it to demand.",
         GROUP_SHAPE),
+    elasticIdleMinutes: integer(5, 1, 1440, "Minutes an elastic worker may sit idle before Ray's autoscaler terminates it " +
+        "(Ray's idle_timeout_minutes), from 1 to 1440."),
 };
 
 /** Every worker group, the default `worker` group first, with each group's defaults filled in from the stack's. */
@@ -96,7 +125,8 @@ function resolveGroups(v: Pick<Settings, "workerCount" | "workerInstanceType" | 
         return {
             name: g.name,
             instanceType: g.instanceType,
-            count: g.count,
+            count: g.count ?? 0,
+            elastic: g.maxCount !== undefined ? { minCount: g.minCount ?? 0, maxCount: g.maxCount } : undefined,
             volumeSizeGb: g.volumeSizeGb ?? (gpu ? GPU_DEFAULT_VOLUME_GB : v.volumeSizeGb),
             amiId: g.amiId || v.amiId,
             spot: g.spot ?? false,
@@ -106,8 +136,9 @@ function resolveGroups(v: Pick<Settings, "workerCount" | "workerInstanceType" | 
     })];
 }
 
+/** The most workers the groups may have at once: fixed counts, and elastic groups at their maxCount. */
 const totalWorkers = (v: Pick<Settings, "workerCount" | "workerGroups">) =>
-    v.workerCount + v.workerGroups.reduce((sum, g) => sum + g.count, 0);
+    v.workerCount + v.workerGroups.reduce((sum, g) => sum + (g.maxCount ?? g.count ?? 0), 0);
 
 /**
  * What a group's instance type rules out: the spot market for families EC2 runs on Dedicated Hosts only, and a
@@ -118,7 +149,7 @@ function instanceTypeProblem(group: WorkerGroup, typeKey: string): { field: "spo
     if (group.spot && NO_SPOT_FAMILIES.test(group.instanceType)) {
         return { field: "spot", expected: `false with ${type}, which EC2 runs on Dedicated Hosts only, never on the spot market` };
     }
-    if (group.gpu && group.amiId === "" && group.count > 0 && group.volumeSizeGb < DLAMI_ROOT_SNAPSHOT_GB) {
+    if (group.gpu && group.amiId === "" && mostNodes(group) > 0 && group.volumeSizeGb < DLAMI_ROOT_SNAPSHOT_GB) {
         return { field: "volumeSizeGb", expected: `at least ${DLAMI_ROOT_SNAPSHOT_GB} with ${type}, which boots the Deep ` +
             `Learning AMI, whose root snapshot is ${DLAMI_ROOT_SNAPSHOT_GB} GB` };
     }
@@ -128,8 +159,14 @@ function instanceTypeProblem(group: WorkerGroup, typeKey: string): { field: "spo
 const NODE_RULES: Rule[] = [
     rule(["workerCount", "workerGroups"], (v) => totalWorkers(v) > MAX_WORKERS ? {
         key: "workerGroups",
-        expected: `groups that with workerCount ${v.workerCount} add up to at most ${MAX_WORKERS} workers (they make ${totalWorkers(v)})`,
+        expected: `groups that with workerCount ${v.workerCount} add up to at most ${MAX_WORKERS} workers, elastic ones at ` +
+            `their maxCount (they make ${totalWorkers(v)})`,
     } : undefined),
+    // The autoscaler is part of Ray: without Ray on the head nothing would ever launch an elastic group's nodes.
+    rule(["workerGroups", "bootstrapRay"], (v) => v.bootstrapRay ? undefined
+        : v.workerGroups.flatMap((g, i) => g.maxCount === undefined ? [] : [{ key: "workerGroups", entry: groupLabel(g, i),
+            field: "maxCount", value: g.maxCount, expected: "a fixed count when bootstrapRay is false: Ray's autoscaler " +
+                "launches an elastic group's nodes, and Ray is not installed" }])),
     // The default group's settings are top-level keys; another group's are fields of workerGroups.
     rule(["workerCount", "workerInstanceType", "volumeSizeGb", "amiId", "workerSpot", "workerGroups"], (v, given) =>
         resolveGroups(v, given("volumeSizeGb")).flatMap((group, i): Problem[] => {

@@ -10,8 +10,10 @@ export interface WorkerGroup {
     name: string;
     /** EC2 instance type of every node of the group. */
     instanceType: string;
-    /** Number of nodes. */
+    /** Number of nodes the stack itself creates: 0 for an elastic group, whose nodes Ray's autoscaler launches. */
     count: number;
+    /** The bounds Ray's autoscaler keeps an elastic group within; undefined for a fixed group. */
+    elastic?: { minCount: number; maxCount: number };
     /** Encrypted gp3 root volume of each node, in GB. */
     volumeSizeGb: number;
     /** AMI to boot; empty looks up the default image (Ubuntu, or the Deep Learning Base AMI for NVIDIA GPUs). */
@@ -48,6 +50,9 @@ export const DLAMI_SSM_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-os
 export const DLAMI_ROOT_SNAPSHOT_GB = 75;
 /** Default root volume of a GPU group: room above the Deep Learning AMI's own root snapshot for CUDA libraries and models. */
 export const GPU_DEFAULT_VOLUME_GB = 150;
+
+/** The most nodes a group may have: its count, or an elastic group's maxCount. */
+export const mostNodes = (group: Pick<WorkerGroup, "count" | "elastic">) => group.elastic?.maxCount ?? group.count;
 
 export const isNvidiaGpuType = (instanceType: string) => NVIDIA_GPU_FAMILIES.test(instanceType);
 
