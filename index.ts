@@ -1,9 +1,13 @@
+import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { rayHeadTags } from "./src/autoscaler";
 import { Autostop } from "./src/autostop";
 import { clusterTags, loadConfig } from "./src/config";
+import { ElasticWorkers } from "./src/elastic";
 import { placeInExistingNetwork } from "./src/existing-network";
 import { NodeRole } from "./src/iam";
 import { ClusterKeyPair } from "./src/keypair";
+import { LaunchedWorkers } from "./src/launched-workers";
 import { Network } from "./src/network";
 import { mostNodes } from "./src/groups";
 import { HEAD_NODE_NAME, RayNodes } from "./src/nodes";
@@ -19,6 +23,7 @@ export = async () => {
     const name = config.project;
     const privateWorkers = config.workerNetwork === "private";
 
+    let network: Network | undefined;
     const placement = config.existingNetwork
         ? await placeInExistingNetwork(config.existingNetwork, {
             namespace: config.project,
@@ -27,13 +32,13 @@ export = async () => {
             workers: config.workerGroups.reduce((sum, group) => sum + mostNodes(group), 0),
             tags,
         })
-        : new Network(name, {
+        : (network = new Network(name, {
             vpcCidr: config.vpcCidr,
             subnetCidr: config.subnetCidr,
             availabilityZone: config.availabilityZone,
             privateWorkers: privateWorkers ? { cidrBlock: config.privateSubnetCidr, natGateway: config.natGateway } : undefined,
             tags,
-        }).placement;
+        })).placement;
     const security = new ClusterSecurity(name, {
         vpcId: placement.vpcId,
         sshAllowedCidrs: config.sshAllowedCidrs,
@@ -43,7 +48,20 @@ export = async () => {
     });
     const sshKey = new ClusterKeyPair(name, { tags });
     const storage = new PipelineBuckets(name, { forceDestroy: config.bucketForceDestroy, tags });
-    const role = new NodeRole(name, { bucketArns: storage.bucketArns, tags });
+    const headRole = new NodeRole(`${name}-head`, { bucketArns: storage.bucketArns, holder: "head", tags });
+    const role = new NodeRole(name, { bucketArns: storage.bucketArns, holder: "nodes", tags });
+    const elasticGroups = config.workerGroups.filter((group) => group.elastic !== undefined);
+    const clusterName = `${config.project}-${config.stack}`;
+    // Created before the head and deleted after it, once its autoscaler is gone with it (src/launched-workers.ts).
+    const launched = elasticGroups.length > 0
+        ? new LaunchedWorkers(name, {
+            region: aws.config.region ?? "",
+            tags,
+            clusterName,
+            timeoutSeconds: config.bootstrapTimeoutSeconds,
+            usedResources: [security, role, ...(network ? [network] : [])],
+        })
+        : undefined;
     const nodes = new RayNodes(name, {
         headInstanceType: config.headInstanceType,
         headVolumeSizeGb: config.volumeSizeGb,
@@ -55,8 +73,10 @@ export = async () => {
         headSecurityGroupIds: security.headSecurityGroupIds,
         workerSecurityGroupIds: security.workerSecurityGroupIds,
         keyName: sshKey.keyPair.keyName,
-        instanceProfileName: role.instanceProfile.name,
-        headBootDependencies: placement.headBootDependencies,
+        headInstanceProfileName: headRole.instanceProfile.name,
+        workerInstanceProfileName: role.instanceProfile.name,
+        headTags: launched ? rayHeadTags(clusterName) : {},
+        headBootDependencies: [...placement.headBootDependencies, ...(launched ? [launched] : [])],
         workerBootDependencies: placement.workerBootDependencies,
         tags,
     });
@@ -84,7 +104,7 @@ export = async () => {
             idleMinutes: config.autostopIdleMinutes,
             project: config.project,
             stack: config.stack,
-            role: role.role,
+            role: headRole.role,
             head: nodes.head,
             gcsAddress: pulumi.interpolate`${nodes.head.privateIp}:${GCS_PORT}`,
             dashboardUrl: pulumi.interpolate`http://${nodes.head.privateIp}:${DASHBOARD_PORT}`,
@@ -93,6 +113,27 @@ export = async () => {
             packageIndexUrl: config.packageIndexUrl,
         });
     }
+    const elastic = ray && elasticGroups.length > 0
+        ? new ElasticWorkers(name, {
+            ...access,
+            groups: elasticGroups,
+            idleMinutes: config.elasticIdleMinutes,
+            clusterName,
+            tags,
+            head: nodes.head,
+            headStart: ray.headStart,
+            headRole: headRole.role,
+            workerRole: role.role,
+            workerInstanceProfileArn: role.instanceProfile.arn,
+            workerSubnetId: placement.workerSubnetId,
+            workerSecurityGroupIds: security.workerSecurityGroupIds,
+            privateWorkers,
+            keyName: sshKey.keyPair.keyName,
+            rayVersion: config.rayVersion,
+            pythonInstaller: config.pythonInstaller,
+            packageIndexUrl: config.packageIndexUrl,
+        })
+        : undefined;
 
     const allNodes = [nodes.head, ...nodes.workers];
     // The user's ssh takes the bootstrap's way to each node: private workers through the head.
@@ -116,6 +157,11 @@ export = async () => {
         dashboardTunnel: dashboardTunnelCommand(HEAD_NODE_NAME, DASHBOARD_PORT),
         rayAddress: pulumi.interpolate`${headPrivateIp}:${GCS_PORT}`,
         rayClusterStatus: ray?.status,
+        elasticGroups: elastic
+            ? `${Object.entries(elastic.bounds).map(([group, b]) => `${group}: ${b.minCount} to ${b.maxCount} × ${b.instanceType}`).join("; ")}; ` +
+                `Ray's autoscaler on ${HEAD_NODE_NAME} sizes them (\`ssh ${HEAD_NODE_NAME} ray status\`); reach a launched worker with ` +
+                `\`ssh -J ${HEAD_NODE_NAME} ${config.sshUser}@<its private IP>\``
+            : "none",
         autostop: config.autostopIdleMinutes > 0
             ? `stops every instance after ${config.autostopIdleMinutes} idle minutes; \`ssh ${HEAD_NODE_NAME} ray-cluster-autostop status\` ` +
                 "says when, `ray-cluster-autostop hold` keeps it up, and `pulumi up` starts it again"

@@ -73,6 +73,12 @@ ray_running() {
     pgrep -u "$(id -u)" -x "$1" >/dev/null 2>&1
 }
 
+# Whether this user runs Ray's monitor (the autoscaler) from VENV. Anchored at the start of the command line, which
+# for the script asking is bash's.
+ray_running_monitor() {
+    pgrep -u "$(id -u)" -f "^${1}/bin/python -m ray\.autoscaler\._private\.monitor" >/dev/null 2>&1
+}
+
 # Whether HOST accepts TCP connections on PORT; bash's /dev/tcp costs far less than starting Python to ask.
 port_open() {
     # shellcheck disable=SC2016 # expanded by the inner bash, from its own arguments
@@ -84,7 +90,7 @@ port_open() {
 # VENV (daemons, the dashboard and workers all do; a script's own command line starts with bash, never matching).
 stop_unmanaged_ray() {
     local venv=$1
-    if systemctl is-active --quiet ray-head.service ray-worker.service 2>/dev/null; then
+    if systemctl is-active --quiet ray-head.service ray-worker.service ray-autoscaler.service 2>/dev/null; then
         return 0
     fi
     if pgrep -u "$(id -u)" -f "^${venv}/" >/dev/null 2>&1; then

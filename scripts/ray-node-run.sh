@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Ray in the foreground for systemd: ray-head.service runs `ray-node-run.sh head`, ray-worker.service runs
-# `ray-node-run.sh worker`. It ends, and systemd starts the node afresh, whenever one of the node's Ray daemons
+# `ray-node-run.sh worker`, and ray-autoscaler.service runs `ray-node-run.sh autoscaler` (Ray's monitor: the
+# autoscaler with RAY_AUTOSCALING_CONFIG once that file exists, else only the status `ray status` shows). It ends, and systemd starts the node afresh, whenever one of the node's Ray daemons
 # is gone: `ray start --block` exits on a crash, but not when a daemon exits cleanly, as a worker's raylet does when
 # its head went away. Settings come from the unit's EnvironmentFile: RAY_VENV and RAY_NODE_IP, plus RAY_PORT and
 # RAY_DASHBOARD_PORT on the head, or RAY_ADDRESS and RAY_JOIN_TRY_SECONDS on a worker, and on any node
@@ -47,8 +48,24 @@ run_ray() {
 
 case $role in
     head)
-        run_ray "gcs_server raylet" --head --port="${RAY_PORT:-6379}" \
+        # The monitor runs as ray-autoscaler.service: it can then be stopped before elastic workers are terminated,
+        # and be given a config or lose it, without restarting the head.
+        run_ray "gcs_server raylet" --head --no-monitor --port="${RAY_PORT:-6379}" \
             --dashboard-host=0.0.0.0 --dashboard-port="${RAY_DASHBOARD_PORT:-8265}"
+        ;;
+    autoscaler)
+        gcs="${RAY_NODE_IP}:${RAY_PORT:-6379}"
+        # shellcheck disable=SC2016 # expanded by the inner bash, from its own arguments
+        if ! timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/$2"' probe "$RAY_NODE_IP" "${RAY_PORT:-6379}" 2>/dev/null; then
+            echo "ray-autoscaler: the head's GCS at ${gcs} does not answer yet; trying again" >&2
+            exit 75
+        fi
+        monitor=("${RAY_VENV}/bin/python" -m ray.autoscaler._private.monitor --gcs-address="$gcs"
+            --monitor-ip="$RAY_NODE_IP" --logs-dir=/tmp/ray/session_latest/logs)
+        if [ -n "${RAY_AUTOSCALING_CONFIG:-}" ] && [ -f "$RAY_AUTOSCALING_CONFIG" ]; then
+            monitor+=(--autoscaling-config="$RAY_AUTOSCALING_CONFIG")
+        fi
+        exec "${monitor[@]}"
         ;;
     worker)
         : "${RAY_ADDRESS:?RAY_ADDRESS is not set}"
@@ -67,7 +84,7 @@ case $role in
         run_ray raylet --address="$RAY_ADDRESS"
         ;;
     *)
-        echo "ray-node-run: unknown role '${role}', expected head or worker" >&2
+        echo "ray-node-run: unknown role '${role}', expected head, worker or autoscaler" >&2
         exit 2
         ;;
 esac

@@ -7,6 +7,7 @@
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=start-head
 RAY_UNIT_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-head.service")
+AUTOSCALER_UNIT_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-autoscaler.service")
 RAY_RUNNER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-node-run.sh")
 
 version="" node_ip="" port=6379 dashboard_port=8265 timeout_s=600 venv=$RAY_VENV_DEFAULT labels="" num_cpus="" num_gpus=""
@@ -32,7 +33,8 @@ if ! { [ -x "${venv}/bin/ray" ]; }; then
 fi
 
 ray_env "$venv"
-outcome=$(ensure_ray_service ray-head "$venv" "$version" "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "RAY_NODE_IP=${node_ip}
+token=$(cat)
+outcome=$(printf '%s' "$token" | ensure_ray_service ray-head "$venv" "$version" "$RAY_UNIT_TEXT" "$RAY_RUNNER_TEXT" "RAY_NODE_IP=${node_ip}
 RAY_PORT=${port}
 RAY_DASHBOARD_PORT=${dashboard_port}
 RAY_LABELS=${labels}
@@ -40,6 +42,14 @@ RAY_NUM_CPUS=${num_cpus}
 RAY_NUM_GPUS=${num_gpus}")
 wait_for_service ray-head "$timeout_s" "the Ray head's GCS did not answer at ${node_ip}:${port}" \
     port_open "$node_ip" "$port"
+# The autoscaler's config appears only with elastic groups (install-autoscaler.sh); the path is fixed, so adding or
+# removing them never changes this service. A node it launches gets the bootstrap's own bound to answer SSH.
+printf '%s' "$token" | ensure_ray_service ray-autoscaler "$venv" "$version" "$AUTOSCALER_UNIT_TEXT" "$RAY_RUNNER_TEXT" \
+    "RAY_NODE_IP=${node_ip}
+RAY_PORT=${port}
+RAY_AUTOSCALING_CONFIG=${RAY_STATE_DIR}/autoscaler.yaml
+AUTOSCALER_NODE_START_WAIT_S=${timeout_s}" >/dev/null
+wait_for_service ray-autoscaler "$timeout_s" "Ray's autoscaler did not start" ray_running_monitor "$venv"
 if [ "$outcome" = running ]; then
     log "Ray head ${version} already running at ${node_ip}:${port}"
 else

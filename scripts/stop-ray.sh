@@ -15,7 +15,8 @@ while [ $# -gt 0 ]; do
 done
 
 removed=no
-for unit in ray-head ray-worker; do
+# The autoscaler first: it must launch nothing while the head goes.
+for unit in ray-autoscaler ray-head ray-worker; do
     if [ -f "/etc/systemd/system/${unit}.service" ]; then
         # Synchronous: returns once every process of the unit is gone.
         "${SUDO[@]}" systemctl disable --now --quiet "${unit}.service"

@@ -5,6 +5,8 @@ import * as pulumi from "@pulumi/pulumi";
 export interface NodeRoleArgs {
     /** ARNs of the buckets the nodes may use, and no others. */
     bucketArns: pulumi.Input<string>[];
+    /** Whose role this is, in its description: the head's or the workers'. */
+    holder: string;
     /** Tags every resource carries. */
     tags: Record<string, string>;
 }
@@ -22,7 +24,10 @@ export const OBJECT_ACTIONS = [
 /** Bucket-level actions for listing and locating the buckets. */
 export const BUCKET_ACTIONS = ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation"];
 
-/** An instance profile whose role reaches this stack's buckets and nothing else, so jobs need no access keys. */
+/**
+ * An instance profile whose role reaches this stack's buckets and nothing else, so jobs need no access keys. The head
+ * and the workers each have one: only the head's gets EC2 grants (autostop, the autoscaler).
+ */
 export class NodeRole extends pulumi.ComponentResource {
     public readonly role: aws.iam.Role;
     public readonly instanceProfile: aws.iam.InstanceProfile;
@@ -31,7 +36,7 @@ export class NodeRole extends pulumi.ComponentResource {
         super("ray-cluster:iam:NodeRole", name, {}, opts);
 
         this.role = new aws.iam.Role(`${name}-role`, {
-            description: "Ray cluster nodes: access to this stack's pipeline buckets",
+            description: `Ray cluster ${args.holder}: access to this stack's pipeline buckets`,
             assumeRolePolicy: JSON.stringify({
                 Version: "2012-10-17",
                 Statement: [{

@@ -1,10 +1,8 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
-import { DLAMI_SSM_PARAMETER, groupNodeName, HEAD_GROUP, WorkerGroup } from "./groups";
+import { groupNodeName, HEAD_GROUP, WorkerGroup } from "./groups";
+import { NodeImages } from "./images";
 
-/** Canonical's AWS account, the only publisher trusted for the default image. */
-export const CANONICAL_OWNER_ID = "099720109477";
-export const UBUNTU_2404_AMD64_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*";
 export const HEAD_NODE_NAME = "headnode";
 
 
@@ -39,8 +37,12 @@ export interface RayNodesArgs {
     workerSecurityGroupIds: pulumi.Input<string>[];
     /** EC2 key pair authorised for SSH. */
     keyName: pulumi.Input<string>;
-    /** Instance profile that grants the nodes their bucket access. */
-    instanceProfileName: pulumi.Input<string>;
+    /** Instance profile of the head: bucket access, plus autostop's and the autoscaler's EC2 grants. */
+    headInstanceProfileName: pulumi.Input<string>;
+    /** Instance profile of the workers: bucket access only. */
+    workerInstanceProfileName: pulumi.Input<string>;
+    /** Tags of the head besides the stack's: those by which Ray's autoscaler finds it, with elastic groups. */
+    headTags: Record<string, string>;
     /** Resources that must exist before the head boots (the internet route the bootstrap's SSH comes in by). */
     headBootDependencies: pulumi.Resource[];
     /** Resources that must exist before a worker boots (its subnet's way to the package index). */
@@ -84,28 +86,14 @@ export class RayNodes extends pulumi.ComponentResource {
     constructor(name: string, args: RayNodesArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ray-cluster:nodes:RayNodes", name, {}, opts);
 
-        // Each default image is looked up once, and only when some node boots it.
-        let ubuntu: pulumi.Output<aws.ec2.GetAmiResult> | undefined;
-        const ubuntuImage = () => ubuntu ??= aws.ec2.getAmiOutput({
-            owners: [CANONICAL_OWNER_ID],
-            mostRecent: true,
-            filters: [
-                { name: "name", values: [UBUNTU_2404_AMD64_NAME] },
-                { name: "architecture", values: ["x86_64"] },
-                { name: "virtualization-type", values: ["hvm"] },
-                { name: "root-device-type", values: ["ebs"] },
-            ],
-        }, { parent: this });
-        let deepLearning: pulumi.Output<string> | undefined;
-        const deepLearningImage = () => deepLearning ??=
-            aws.ssm.getParameterOutput({ name: DLAMI_SSM_PARAMETER }, { parent: this }).value;
+        const images = new NodeImages(this);
 
         const node = (nodeName: string, group: string, instanceType: string, spot: boolean, volumeSizeGb: number,
             amiId: string, gpu: boolean, gpus?: number): RayNode => {
             const lookedUp = amiId === "";
             const isHead = group === HEAD_GROUP;
             const instance = new aws.ec2.Instance(`${name}-${nodeName}`, {
-                ami: lookedUp ? (gpu ? deepLearningImage() : ubuntuImage().id) : amiId,
+                ami: images.imageFor(amiId, gpu),
                 instanceType,
                 instanceMarketOptions: spot ? SPOT_MARKET_OPTIONS : undefined,
                 subnetId: isHead ? args.headSubnetId : args.workerSubnetId,
@@ -113,7 +101,7 @@ export class RayNodes extends pulumi.ComponentResource {
                 associatePublicIpAddress: !isHead && args.privateWorkers ? false : undefined,
                 vpcSecurityGroupIds: isHead ? args.headSecurityGroupIds : args.workerSecurityGroupIds,
                 keyName: args.keyName,
-                iamInstanceProfile: args.instanceProfileName,
+                iamInstanceProfile: isHead ? args.headInstanceProfileName : args.workerInstanceProfileName,
                 userData: NODE_USER_DATA,
                 metadataOptions: {
                     httpEndpoint: "enabled",
@@ -127,7 +115,7 @@ export class RayNodes extends pulumi.ComponentResource {
                     encrypted: true,
                     deleteOnTermination: true,
                 },
-                tags: { ...args.tags, Name: nodeName, "ray-cluster:group": group },
+                tags: { ...args.tags, Name: nodeName, "ray-cluster:group": group, ...(isHead ? args.headTags : {}) },
                 volumeTags: { ...args.tags, Name: nodeName, "ray-cluster:group": group },
             }, {
                 parent: this,

@@ -84,6 +84,8 @@ export class RayCluster extends pulumi.ComponentResource {
     public readonly verify: command.remote.Command;
     /** The head's Ray install: what runs on the head from Ray's venv waits for it. */
     public readonly headInstall: command.remote.Command;
+    /** The head's Ray services, autoscaler included: what configures them waits for it. */
+    public readonly headStart: command.remote.Command;
     /** The verified cluster state printed by the head. */
     public readonly status: pulumi.Output<unknown>;
 
@@ -144,7 +146,7 @@ export class RayCluster extends pulumi.ComponentResource {
         this.headInstall = headSteps.install;
         const workerSteps = args.workers.map(prepareAndInstall);
 
-        const headStart = run(`${headSteps.prefix}-start`, args.head,
+        const headStart = this.headStart = run(`${headSteps.prefix}-start`, args.head,
             headIp.apply((ip) => scriptCommand("start-head.sh", [
                 "--version", args.rayVersion, "--node-ip", ip,
                 "--port", String(GCS_PORT), "--dashboard-port", String(DASHBOARD_PORT), "--timeout", timeout,

@@ -31,7 +31,8 @@ describe("autostop under mocks", () => {
         const r = await rendered({ autostopIdleMinutes: 30 }, "prod");
         const policy = byName(r, "ray-cluster-autostop");
         assert.equal(policy.type, ROLE_POLICY);
-        assert.equal(policy.inputs.role, byName(r, "ray-cluster-role").outputs.id ?? "ray-cluster-role-id");
+        // The head's role, which only the head has: the workers' role cannot stop anything.
+        assert.equal(policy.inputs.role, byName(r, "ray-cluster-head-role").outputs.id ?? "ray-cluster-head-role-id");
         assert.deepEqual(JSON.parse(policy.inputs.policy), {
             Version: "2012-10-17",
             Statement: [

@@ -120,7 +120,9 @@ describe("nodes", () => {
             assert.deepEqual(instance.inputs.rootBlockDevice,
                 { volumeType: "gp3", volumeSize: 20, encrypted: true, deleteOnTermination: true });
             assert.equal(instance.inputs.metadataOptions.httpTokens, "required");
-            assert.equal(instance.inputs.iamInstanceProfile, "ray-cluster-profile-0123456");
+            // Only the head's role gets EC2 grants (autostop, the autoscaler); the workers' reaches the buckets alone.
+            assert.equal(instance.inputs.iamInstanceProfile,
+                instance.inputs.tags.Name === "headnode" ? "ray-cluster-head-profile-0123456" : "ray-cluster-profile-0123456");
             assert.equal(instance.inputs.subnetId, `${byType(r, "aws:ec2/subnet:Subnet")[0].name}-id`);
             assert.deepEqual(instance.inputs.vpcSecurityGroupIds, [sgId]);
             assert.deepEqual(instance.options.ignoreChanges, ["ami"], "a newer Ubuntu image does not replace nodes");
@@ -198,8 +200,8 @@ describe("IAM", () => {
             assert.equal(statement.Effect, "Allow");
             assert.ok(statement.Action.every((a: string) => a.startsWith("s3:") && !a.includes("*")), JSON.stringify(statement.Action));
         }
-        const profile = byType(r, "aws:iam/instanceProfile:InstanceProfile")[0];
-        assert.equal(profile.inputs.role, "ray-cluster-role-0123456");
+        const profiles = byType(r, "aws:iam/instanceProfile:InstanceProfile").map((p) => p.inputs.role).sort();
+        assert.deepEqual(profiles, ["ray-cluster-head-role-0123456", "ray-cluster-role-0123456"]);
     });
 });
 

@@ -129,6 +129,20 @@ export const DEFAULT_MOCK_REGION = "us-east-1";
 export const MOCK_DLAMI_ID = "ami-0d1a0123456789abc";
 export const MOCK_DLAMI_SNAPSHOT_GB = 75;
 
+/** The mocked account. */
+export const MOCK_ACCOUNT_ID = "123456789012";
+const SIZE_VCPUS: Record<string, number> = { nano: 2, micro: 2, small: 2, medium: 2, large: 2, xlarge: 4, metal: 96 };
+
+/** What DescribeInstanceTypes says of a type, from its size alone (2xlarge: 8 vCPUs); an NVIDIA family has one GPU. */
+export function mockInstanceType(instanceType: string): Record<string, unknown> {
+    const size = instanceType.split(".")[1];
+    const multiple = /^(\d+)xlarge$/.exec(size);
+    const defaultVcpus = multiple ? Number(multiple[1]) * 4 : SIZE_VCPUS[size] ?? 2;
+    const gpu = /^(g4dn|g5|g6|g6e|p3|p4d|p5)\./.test(instanceType);
+    return { id: instanceType, instanceType, defaultVcpus, memorySize: defaultVcpus * 4096,
+        gpuses: gpu ? [{ count: 1, manufacturer: "NVIDIA", memorySize: 24576, name: "A10G" }] : [] };
+}
+
 function outputsFor(args: pulumi.runtime.MockResourceArgs, options: RenderOptions, region: string,
     commandResult?: { stdout: string; stderr: string }): Record<string, any> {
     const inputs = args.inputs;
@@ -268,6 +282,10 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
                         : { id: "ami-0123456789abcdef0", name: "ubuntu-noble-24.04-amd64-server-20261101",
                             rootDeviceName: "/dev/sda1", blockDeviceMappings: [{ deviceName: "/dev/sda1", ebs: { volume_size: "8" } }] };
                 }
+                case "aws:ec2/getInstanceType:getInstanceType":
+                    return mockInstanceType(args.inputs.instanceType);
+                case "aws:index/getCallerIdentity:getCallerIdentity":
+                    return { accountId: MOCK_ACCOUNT_ID, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:user/mock`, userId: "AIDAMOCK", id: MOCK_ACCOUNT_ID };
                 case "aws:ssm/getParameter:getParameter":
                     return { name: args.inputs.name, value: MOCK_DLAMI_ID, type: "String", version: 1 };
                 default:
