@@ -264,6 +264,46 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
                 }
             }
         }),
+    resourcePolicy("iam-launch-scoped-to-stack",
+        "A grant to launch instances, tag them or pass a role is confined to this stack: RunInstances only with the " +
+        "stack's tags on the request, CreateTags only at launch or on the stack's own instances, PassRole only on a " +
+        "named role and only to EC2; never ec2:* or iam:*.", (args, report) => {
+            if (!IAM_POLICY_TYPES.has(args.type)) {
+                return;
+            }
+            for (const statement of asList(parsePolicy(args.props.policy)?.Statement) as any[]) {
+                if (statement.Effect !== "Allow") {
+                    continue;
+                }
+                const actions = asList(statement.Action) as string[];
+                const sid = `statement ${statement.Sid ?? ""}`;
+                const broad = actions.filter((a) => /^(ec2|iam):\*$/.test(a));
+                if (broad.length > 0) {
+                    report(`${sid} allows ${broad.join(", ")}`);
+                    continue;
+                }
+                const tagged = (prefix: string) => [STACK_TAG, PROJECT_TAG].every((tag) => {
+                    const value = statement.Condition?.StringEquals?.[`${prefix}/${tag}`];
+                    return typeof value === "string" && value !== "" && !/[*?]/.test(value);
+                });
+                const resources = asList(statement.Resource) as string[];
+                const launches = actions.some((a) => actionMatches(a, "ec2:RunInstances"));
+                if (launches && resources.some((r) => r === "*" || /:(instance|volume)\//.test(r)) && !tagged("aws:RequestTag")) {
+                    report(`${sid} allows ec2:RunInstances without StringEquals conditions on aws:RequestTag/${PROJECT_TAG} ` +
+                        `and aws:RequestTag/${STACK_TAG}: it could launch instances that belong to no stack`);
+                }
+                if (actions.some((a) => actionMatches(a, "ec2:CreateTags")) &&
+                    statement.Condition?.StringEquals?.["ec2:CreateAction"] !== "RunInstances" && !tagged("aws:ResourceTag")) {
+                    report(`${sid} allows ec2:CreateTags beyond launch and this stack's instances: it could re-tag another ` +
+                        "stack's instances into this one's grants");
+                }
+                if (actions.some((a) => actionMatches(a, "iam:PassRole")) &&
+                    (resources.some((r) => r.includes("*")) || statement.Condition?.StringEquals?.["iam:PassedToService"] !== "ec2.amazonaws.com")) {
+                    report(`${sid} allows iam:PassRole on ${JSON.stringify(statement.Resource)} without naming one role and ` +
+                        "iam:PassedToService ec2.amazonaws.com");
+                }
+            }
+        }),
     stackPolicy("iam-s3-only-on-stack-buckets",
         "S3 actions apply only to this stack's buckets, never to \"*\".", (resources, report) => {
             const buckets = new Set(resources.filter((r) => r.type === BUCKET).map((b) => b.props.bucket).filter(Boolean));

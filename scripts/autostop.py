@@ -15,11 +15,14 @@ import argparse
 import datetime
 import json
 import os
+import subprocess
 import sys
 import time
 
 SETTINGS_FILE = "/etc/ray-cluster/autostop.env"
 HOLD_FILE = "/var/lib/ray-cluster/autostop-hold"
+# The tag on each worker that Ray's autoscaler launched (src/autoscaler.ts ELASTIC_TAG).
+ELASTIC_TAG = "ray-cluster:elastic"
 # /run is emptied at boot: a cluster that just came back starts its idle count afresh.
 IDLE_SINCE_FILE = "/run/ray-cluster/autostop-idle-since"
 LAST_VERDICT_FILE = "/run/ray-cluster/autostop-last"
@@ -116,7 +119,9 @@ def clock(ts):
 
 
 def stop_stack(settings):
-    """Stops this stack's running instances through EC2: the workers, then, once they are stopped, the head."""
+    """Stops this stack's running instances through EC2: first the autoscaler, so that it launches nothing more; then
+    the workers, terminating those it launched (a stopped one would be forgotten and leak, see ray#6207) and stopping
+    the stack's own; and once they are down, the head."""
     import boto3  # installed into Ray's venv by install-autostop.sh
 
     ec2 = boto3.client("ec2", region_name=settings["REGION"])
@@ -129,20 +134,30 @@ def stop_stack(settings):
     def instances(states):
         pages = ec2.get_paginator("describe_instances").paginate(
             Filters=filters + [{"Name": "instance-state-name", "Values": states}])
-        return sorted(i["InstanceId"] for page in pages for r in page["Reservations"] for i in r["Instances"])
+        return sorted(((i["InstanceId"], any(t["Key"] == ELASTIC_TAG and t["Value"] == "true" for t in i.get("Tags", [])))
+                       for page in pages for r in page["Reservations"] for i in r["Instances"]))
 
-    workers = [i for i in instances(["pending", "running"]) if i != head]
+    stopped = subprocess.run(["sudo", "-n", "systemctl", "stop", "ray-autoscaler.service"], capture_output=True, text=True)
+    if stopped.returncode != 0:
+        log(f"could not stop the autoscaler ({stopped.stderr.strip()}); it may launch workers until the head stops")
+    running = [(i, elastic) for i, elastic in instances(["pending", "running"]) if i != head]
+    launched = [i for i, elastic in running if elastic]
+    workers = [i for i, elastic in running if not elastic]
+    if launched:
+        log(f"terminating {len(launched)} workers the autoscaler launched: {' '.join(launched)}")
+        ec2.terminate_instances(InstanceIds=launched)
     if workers:
         log(f"stopping {len(workers)} workers: {' '.join(workers)}")
         ec2.stop_instances(InstanceIds=workers)
+    if launched or workers:
         deadline = time.monotonic() + WORKERS_STOP_BOUND_SECONDS
         while True:
-            left = [i for i in instances(["pending", "running", "stopping", "shutting-down"]) if i in workers]
+            left = [i for i, _ in instances(["pending", "running", "stopping", "shutting-down"]) if i in launched + workers]
             if not left:
-                log("workers stopped")
+                log("workers down")
                 break
             if time.monotonic() > deadline:
-                log(f"workers not stopped within {WORKERS_STOP_BOUND_SECONDS}s: {' '.join(left)}; stopping the head anyway")
+                log(f"workers not down within {WORKERS_STOP_BOUND_SECONDS}s: {' '.join(left)}; stopping the head anyway")
                 break
             time.sleep(5)
     log(f"stopping the head: {head}")

@@ -11,6 +11,10 @@ describe("the policy pack passes on the program", () => {
         { workerCount: 1, headSchedulable: false, workerGroups: [{ name: "cpu", instanceType: "c7i.large", count: 2, spot: true },
             { name: "gpu", instanceType: "g5.xlarge", count: 1, volumeSizeGb: 200 }] },
         { workerNetwork: "private", workerCount: 2 },
+        // Elastic groups: the head's launch, tag, terminate and pass-role grants.
+        { autostopIdleMinutes: 30, workerGroups: [{ name: "cpu", instanceType: "c7i.large", maxCount: 4 },
+            { name: "gpu", instanceType: "g5.xlarge", minCount: 1, maxCount: 2, spot: true }] },
+        { workerNetwork: "private", workerGroups: [{ name: "cpu", instanceType: "c7i.large", maxCount: 4 }] },
         { workerNetwork: "private", natGateway: false, packageIndexUrl: "https://pypi.example.com/simple/" },
         { workerNetwork: "private", vpcId: "vpc-0abc12345678def00", subnetId: "subnet-0aaa1111bbbb2222c", privateSubnetId: "subnet-0ddd3333eeee4444f" }];
     for (const config of configs) {
@@ -103,6 +107,13 @@ const BREAKS: Record<string, (resources: RegisteredResource[]) => RegisteredReso
         policy.inputs.policy = JSON.stringify(doc);
         return rs;
     },
+    "iam-launch-scoped-to-stack": (rs) => {
+        const policy = first(rs, "aws:iam/rolePolicy:RolePolicy");
+        const doc = JSON.parse(policy.inputs.policy);
+        doc.Statement.push({ Sid: "LaunchAnything", Effect: "Allow", Action: "ec2:RunInstances", Resource: "*" });
+        policy.inputs.policy = JSON.stringify(doc);
+        return rs;
+    },
     "iam-s3-only-on-stack-buckets": (rs) => {
         const policy = first(rs, "aws:iam/rolePolicy:RolePolicy");
         const doc = JSON.parse(policy.inputs.policy);
@@ -149,6 +160,34 @@ describe("each policy reports a violation when its resource is broken", () => {
             assert.equal(fired.length, 1, JSON.stringify(fired));
             assert.match(fired[0].message, /ec2:StopInstances without a StringEquals condition on aws:ResourceTag\/ray-cluster:stack/);
         }
+    });
+
+    test("the autoscaler's grants fail the pack once any is unscoped: a launch, a tag, a pass-role or ec2:*", async () => {
+        const r = await render({ workerGroups: [{ name: "cpu", instanceType: "c7i.large", maxCount: 4 }] });
+        const cases: Array<[string, (doc: any) => void, RegExp]> = [
+            ["LaunchTaggedWorkers", (s) => delete s.Condition.StringEquals["aws:RequestTag/ray-cluster:stack"], /ec2:RunInstances without/],
+            ["TagAtLaunch", (s) => delete s.Condition, /ec2:CreateTags beyond launch/],
+            ["PassWorkerRole", (s) => { s.Resource = "*"; }, /iam:PassRole on "\*"/],
+            ["PassWorkerRole", (s) => delete s.Condition, /iam:PassedToService/],
+            ["FindInstances", (s) => { s.Action = "ec2:*"; }, /allows ec2:\*/],
+        ];
+        for (const [sid, breakIt, message] of cases) {
+            const copy = structuredClone(r.resources);
+            const policy = copy.find((x) => x.name === "ray-cluster-autoscaler")!;
+            const doc = JSON.parse(policy.inputs.policy);
+            breakIt(doc.Statement.find((s: any) => s.Sid === sid));
+            policy.inputs.policy = JSON.stringify(doc);
+            const fired = (await checkPolicies(copy)).filter((v) => v.policy === "iam-launch-scoped-to-stack");
+            assert.equal(fired.length, 1, `${sid}: ${JSON.stringify(fired)}`);
+            assert.match(fired[0].message, message);
+        }
+        // The terminate grant is the existing policy's: unscoped, it fires too.
+        const copy = structuredClone(r.resources);
+        const policy = copy.find((x) => x.name === "ray-cluster-autoscaler")!;
+        const doc = JSON.parse(policy.inputs.policy);
+        delete doc.Statement.find((s: any) => s.Sid === "TerminateLaunchedWorkers").Condition;
+        policy.inputs.policy = JSON.stringify(doc);
+        assert.ok((await checkPolicies(copy)).some((v) => v.policy === "iam-instance-stop-terminate-tag-scoped"));
     });
 
     test("a hand-made security group with an inline public Redis rule is caught by both security-group policies", async () => {
