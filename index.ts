@@ -157,11 +157,7 @@ export = async () => {
         dashboardTunnel: dashboardTunnelCommand(HEAD_NODE_NAME, DASHBOARD_PORT),
         rayAddress: pulumi.interpolate`${headPrivateIp}:${GCS_PORT}`,
         rayClusterStatus: ray?.status,
-        elasticGroups: elastic
-            ? `${Object.entries(elastic.bounds).map(([group, b]) => `${group}: ${b.minCount} to ${b.maxCount} × ${b.instanceType}`).join("; ")}; ` +
-                `Ray's autoscaler on ${HEAD_NODE_NAME} sizes them (\`ssh ${HEAD_NODE_NAME} ray status\`); reach a launched worker with ` +
-                `\`ssh -J ${HEAD_NODE_NAME} ${config.sshUser}@<its private IP>\``
-            : "none",
+        elasticGroups: elastic?.summary ?? "none",
         autostop: config.autostopIdleMinutes > 0
             ? `stops every instance after ${config.autostopIdleMinutes} idle minutes; \`ssh ${HEAD_NODE_NAME} ray-cluster-autostop status\` ` +
                 "says when, `ray-cluster-autostop hold` keeps it up, and `pulumi up` starts it again"

@@ -99,8 +99,8 @@ export class ElasticWorkers extends pulumi.ComponentResource {
     public readonly config: pulumi.Output<string>;
     public readonly policy: aws.iam.RolePolicy;
     public readonly install: command.remote.Command;
-    /** Each elastic group's bounds, for the stack's outputs. */
-    public readonly bounds: Record<string, { minCount: number; maxCount: number; instanceType: string }>;
+    /** Each elastic group's bounds, and how to reach a launched worker: the stack's elasticGroups output. */
+    public readonly summary: string;
 
     constructor(name: string, args: ElasticWorkersArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ray-cluster:elastic:ElasticWorkers", name, {}, opts);
@@ -160,8 +160,10 @@ export class ElasticWorkers extends pulumi.ComponentResource {
             deletedWith: args.head.instance,
         });
 
-        this.bounds = Object.fromEntries(args.groups.map((group) =>
-            [group.name, { ...group.elastic!, instanceType: group.instanceType }]));
+        const head = args.head.name;
+        this.summary = `${args.groups.map((g) => `${g.name}: ${g.elastic!.minCount} to ${g.elastic!.maxCount} × ${g.instanceType}`).join("; ")}; ` +
+            `Ray's autoscaler on ${head} sizes them (\`ssh ${head} ray status\`); reach a launched worker with ` +
+            `\`ssh -J ${head} ${args.sshUser}@<its private IP>\``;
         this.registerOutputs({ config: this.config });
     }
 }
