@@ -70,6 +70,9 @@ async function autostopVerdicts(since: number): Promise<Array<{ at: number; mess
         .filter((v) => /^(busy|idle|held|stopping|workers)/.test(v.message));
 }
 
+/** The calls that change an instance's power state, as autostop and `pulumi up` make them. */
+const POWER_ACTIONS = ["StartInstances", "StopInstances", "TerminateInstances"] as const;
+
 const sleep = (seconds: number) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
 
 function command(name: string): CommandInputs & Record<string, any> {
@@ -488,7 +491,7 @@ PY`);
         const verdicts = await eventually({ what: "a held verdict in the journal", timeoutSeconds: 90, intervalSeconds: 5 },
             async () => (await autostopVerdicts(0)).filter((v) => v.message.startsWith("held:")).length > 0 || undefined);
         assert.ok(verdicts);
-        assert.deepEqual(ec2.calls(), [], "nothing was stopped while held");
+        assert.deepEqual(ec2.calls(...POWER_ACTIONS), [], "nothing was stopped while held");
     });
 
     test("a running job keeps the cluster up past the idle bound", async () => {
@@ -504,7 +507,7 @@ PY`);
         for (const v of during) {
             assert.match(v.message, new RegExp(`^busy: .*job ${job} (PENDING|RUNNING)`), JSON.stringify(v));
         }
-        assert.deepEqual(ec2.calls(), [], "a busy cluster was stopped");
+        assert.deepEqual(ec2.calls(...POWER_ACTIONS), [], "a busy cluster was stopped");
     });
 
     test("an open SSH session on the head, such as a dashboard tunnel, keeps the cluster up", async () => {
@@ -517,7 +520,7 @@ PY`);
             for (const v of during) {
                 assert.match(v.message, /^busy: .*\b1 SSH sessions open on the head/, JSON.stringify(v));
             }
-            assert.deepEqual(ec2.calls(), [], "the cluster was stopped under an open session");
+            assert.deepEqual(ec2.calls(...POWER_ACTIONS), [], "the cluster was stopped under an open session");
         } finally {
             tunnel.close();
         }
@@ -530,7 +533,7 @@ PY`);
             async (last) => {
                 const calls = ec2.calls().filter((c) => c.action === "StopInstances");
                 last(JSON.stringify(calls));
-                return calls.some((c) => c.instanceIds.includes(instanceIds.headnode)) ? calls : undefined;
+                return calls.some((c) => c.instanceIds!.includes(instanceIds.headnode)) ? calls : undefined;
             });
         // Played as EC2 would: the stopped instances power off, workers first.
         for (const node of ["worker-1", "gpu-1", "headnode"]) {
@@ -545,7 +548,7 @@ PY`);
             assert.equal(states[instanceIds[node]].state, "stopped", node);
         }
         assert.equal(states[otherStackInstance].state, "running", "another stack's instance was left alone");
-        assert.ok(ec2.calls().every((c) => !c.instanceIds.includes(otherStackInstance)));
+        assert.ok(ec2.calls(...POWER_ACTIONS).every((c) => !c.instanceIds!.includes(otherStackInstance)));
     });
 
     test("pulumi up after the stop starts every instance, and the cluster is whole and verified", async () => {
@@ -570,7 +573,7 @@ PY`);
         assert.equal(up.error, undefined, String(up.error?.stack));
         assert.equal(up.outputs.rayClusterStatus.aliveNodes, 3);
         assert.equal(up.outputs.headPublicIp, hosts.address("headnode"));
-        const started = ec2.calls().filter((c) => c.action === "StartInstances").flatMap((c) => c.instanceIds).sort();
+        const started = ec2.calls().filter((c) => c.action === "StartInstances").flatMap((c) => c.instanceIds!).sort();
         assert.deepEqual(started, NODES.map((node) => instanceIds[node]).sort());
         assert.ok(upLog.includes("ray-cluster-verify"));
         await clusterWhole(NODES, "the cluster whole after pulumi up started it");

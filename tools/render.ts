@@ -55,6 +55,11 @@ export interface RenderOptions {
     launchInstance?: (nodeName: string, inputs: Record<string, any>) => Promise<string | void>;
     /** Brings an instance to the state an InstanceState resource asks for (end-to-end runs), given its `Name` tag. */
     setInstanceState?: (nodeName: string, state: string) => Promise<void>;
+    /**
+     * Ids of resources by name, where they must be ones an emulated EC2 knows (end-to-end runs with elastic groups:
+     * Ray's autoscaler launches into the stack's subnet and security groups); every other id is `<name>-id`.
+     */
+    resourceIds?: Record<string, string>;
     /** Runs a remote.Command (end-to-end runs) and returns its stdout and stderr. */
     runCommand?: (inputs: Record<string, any>, name: string) => Promise<{ stdout: string; stderr: string }>;
     /**
@@ -120,7 +125,8 @@ export function defaultAddresses(nodeName: string): { privateIp: string; publicI
 /** A stable, fake cluster status, shaped like verify-cluster.sh's output. */
 function fakeVerifyStdout(create: string): string {
     const nodes = [...create.matchAll(/--expect '?([a-z0-9-]+)=([0-9.]+)/g)].map((m) => ({ name: m[1], ip: m[2], alive: true }));
-    return JSON.stringify({ address: "", expectedNodes: nodes.length, aliveNodes: nodes.length, nodes });
+    const elasticNodes = Object.fromEntries([...create.matchAll(/--count-group ([a-z0-9-]+)/g)].map((m) => [m[1], 0]));
+    return JSON.stringify({ address: "", expectedNodes: nodes.length, aliveNodes: nodes.length, nodes, elasticNodes });
 }
 
 /** The region of a stack whose config sets no `aws:region` (the real provider would refuse to run without one). */
@@ -158,8 +164,9 @@ function outputsFor(args: pulumi.runtime.MockResourceArgs, options: RenderOption
         case "aws:ec2/keyPair:KeyPair":
             return { ...inputs, keyName: `${args.name}-0123456` };
         case "aws:iam/role:Role":
+            return { ...inputs, name: `${args.name}-0123456`, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/${args.name}-0123456` };
         case "aws:iam/instanceProfile:InstanceProfile":
-            return { ...inputs, name: `${args.name}-0123456`, arn: `arn:aws:iam::123456789012:role/${args.name}` };
+            return { ...inputs, name: `${args.name}-0123456`, arn: `arn:aws:iam::${MOCK_ACCOUNT_ID}:instance-profile/${args.name}-0123456` };
         case "tls:index/privateKey:PrivateKey":
             return {
                 ...inputs,
@@ -214,7 +221,7 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
     };
     return {
         newResource: async (args) => {
-            let id = `${args.name}-id`;
+            let id = options.resourceIds?.[args.name] ?? `${args.name}-id`;
             if (args.type === "aws:ec2/instance:Instance") {
                 const nodeName = args.inputs.tags?.Name ?? args.name;
                 id = (await options.launchInstance?.(nodeName, reveal(args.inputs))) || id;
@@ -366,6 +373,16 @@ export async function render(config: StackConfig = {}, options: RenderOptions = 
 }
 
 /** The resources of one type, by logical name. */
+/** The value a rendered command text (scriptCommand's quoting) passes for `flag`: its arguments follow the script. */
+export function argumentOf(commandText: string, flag: string): string {
+    const matches = [...commandText.matchAll(new RegExp(`${flag} ('((?:[^']|'\\\\'')*)'|[^\\s']+)`, "g"))];
+    const match = matches[matches.length - 1];
+    if (!match) {
+        throw new Error(`no ${flag} in the command`);
+    }
+    return match[2] !== undefined ? match[2].replace(/'\\''/g, "'") : match[1];
+}
+
 export function byType(rendered: Rendered, type: string): RegisteredResource[] {
     return rendered.resources.filter((r) => r.type === type);
 }

@@ -2,12 +2,13 @@
 # Builds, once, the Debian root filesystem the booted test hosts run: systemd as PID 1, sshd as a service and
 # cloud-init with its NoCloud datasource, as on an EC2 Ubuntu image. It lacks python3-venv, as that image does,
 # so the tests prove the bootstrap needs none. libnss-myhostname resolves the host's own name, as
-# systemd-resolved does on Ubuntu. Cached under .cache/rootfs/<key>, keyed on this script's text.
+# systemd-resolved does on Ubuntu, and rsync syncs files to a node as Ray's autoscaler does on an Ubuntu image.
+# Cached under .cache/rootfs/<key>, keyed on this script's text.
 #   tools/rootfs.sh            builds if missing, prints the path
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=systemd,systemd-sysv,dbus,openssh-server,sudo,python3,python3-cffi-backend,iproute2,cloud-init,procps,libnss-myhostname
+packages=systemd,systemd-sysv,dbus,openssh-server,sudo,python3,python3-cffi-backend,iproute2,cloud-init,procps,libnss-myhostname,rsync
 key=$(sha256sum "$0" | cut -c1-12)
 dest="${PWD}/.cache/rootfs/${key}"
 if [ -f "${dest}/complete" ]; then

@@ -88,7 +88,7 @@ net() {
 ec2() {
     local state=$1 python=$2 emulator=$3
     ip netns exec "$MIRROR_NS" "$python" "$emulator" serve --host "${SUBNET}.${MIRROR_OCTET}" --port "$EC2_PORT" \
-        --calls "${state}/ec2-calls.jsonl" >"${state}/ec2.log" 2>&1 &
+        --calls "${state}/ec2-calls.jsonl" --refuse "${state}/ec2-refuse.json" >"${state}/ec2.log" 2>&1 &
     echo $! > "${state}/ec2.pid"
     wait_port "${SUBNET}.${MIRROR_OCTET}" "$EC2_PORT"
     echo "http://${SUBNET}.${MIRROR_OCTET}:${EC2_PORT}" > "${state}/ec2-endpoint"

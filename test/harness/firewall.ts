@@ -42,7 +42,7 @@ export interface BlockedFlow {
 }
 
 export class SecurityGroupFirewall {
-    /** Group names of each node, from its instance's vpcSecurityGroupIds. */
+    /** Group names of each node, from its instance's vpcSecurityGroupIds (or join, for an instance launched later). */
     readonly groupsOf: Record<string, string[]>;
     readonly rules: GroupRule[];
 
@@ -87,6 +87,16 @@ export class SecurityGroupFirewall {
     /** Every node in the given group, by name: a ruleset never depends on the order resources registered in. */
     members(group: string): string[] {
         return Object.keys(this.groupsOf).filter((node) => this.groupsOf[node].includes(group)).sort();
+    }
+
+    /** Makes a node a member of the given groups, as an instance launched outside the stack's graph is. */
+    join(node: string, groups: string[]): void {
+        for (const group of groups) {
+            if (!this.rules.some((r) => r.group === group) && !Object.values(this.groupsOf).some((g) => g.includes(group))) {
+                throw new Error(`no security group ${group}`);
+            }
+        }
+        this.groupsOf[node] = [...groups];
     }
 
     /** A copy with the named rules taken out, as if the stack had never created them. */

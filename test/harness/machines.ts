@@ -101,6 +101,16 @@ export class BootedHosts {
             [node, typeof p === "number" ? { public: p } : p]));
     }
 
+    /** Where a host launched later sits: an instance the emulated EC2 created, at the address it assigned. */
+    place(node: string, placement: { public?: number; private?: number }): void {
+        this.placements[node] = placement;
+    }
+
+    /** Every host placed so far, those launched later included. */
+    nodes(): string[] {
+        return Object.keys(this.placements);
+    }
+
     /** The address this machine reaches the host by, directly or (a private host) through the jump host. */
     address(node: string): string {
         const p = this.placements[node];
@@ -159,7 +169,8 @@ export class BootedHosts {
      * on the host → content) are laid into its root first, as the test's stand-in for what AWS provides a node; its
      * security groups' filter is in place before its first packet.
      */
-    launch(node: string, userData: string, firewall: SecurityGroupFirewall, files: Record<string, string> = {}): void {
+    launch(node: string, userData: string, firewall: SecurityGroupFirewall, files: Record<string, string> = {},
+        instanceId = `i-${node}-${path.basename(this.state)}`): void {
         const placement = this.placements[node];
         if (!placement) {
             throw new Error(`no test host for ${node}; have ${Object.keys(this.placements).join(", ")}`);
@@ -168,7 +179,7 @@ export class BootedHosts {
         const publicKeyFile = path.join(this.state, "id_ed25519.pub");
         fs.writeFileSync(userDataFile, userData);
         execFileSync("bash", [MACHINES_SH, "create", this.state, node, String(placement.public ?? "-"),
-            String(placement.private ?? "-"), this.base, userDataFile, publicKeyFile, `i-${node}-${path.basename(this.state)}`],
+            String(placement.private ?? "-"), this.base, userDataFile, publicKeyFile, instanceId],
         { stdio: "inherit" });
         for (const [file, content] of Object.entries(files)) {
             const target = path.join(this.state, "hosts", node, "root", file);
@@ -320,8 +331,10 @@ export class BootedHosts {
 import json, os, re, subprocess, sys, ray
 ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
 alive = {n["NodeManagerAddress"]: n["NodeID"] for n in ray.nodes() if n["Alive"]}
-status = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "status"], capture_output=True, text=True, timeout=60).stdout
-print(json.dumps({"alive": alive, "listed": re.findall(r"\\bnode_([0-9a-f]+)", status.split("Pending:")[0])}))
+status = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"), "status", "-v"], capture_output=True, text=True, timeout=60).stdout
+# Without elastic groups each node is listed by id; with them, by address in the per-node usage.
+by_address = {alive[a] for a in re.findall(r"^Node: (\\S+)", status, re.M) if a in alive}
+print(json.dumps({"alive": alive, "listed": sorted(set(re.findall(r"\\bnode_([0-9a-f]+)", status.split("Pending:")[0])) | by_address)}))
 PY`);
         return JSON.parse(stdout.trim().split("\n").pop()!);
     }
@@ -347,6 +360,24 @@ PY`);
             last(`missing from ray status: ${missing.join(", ") || "none"}; listed ${view.listed.length}`);
             return missing.length === 0 && view.listed.length === nodes.length ? ids : undefined;
         });
+    }
+
+    /**
+     * Runs one task that asks for `numCpus` CPUs from a driver on the head, as a user's job would, and returns where
+     * it ran: the node's hostname, address and Ray labels. Fails if it has not run within `timeoutSeconds`.
+     */
+    async placeTask(numCpus: number, timeoutSeconds: number): Promise<{ host: string; ip: string; labels: Record<string, string> }> {
+        const { stdout } = await this.run("headnode", `RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
+import json, socket, ray
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+@ray.remote(num_cpus=${numCpus})
+def where():
+    return socket.gethostname(), ray.get_runtime_context().get_node_id()
+host, node_id = ray.get(where.remote(), timeout=${timeoutSeconds})
+node = next(n for n in ray.nodes() if n["NodeID"] == node_id)
+print(json.dumps({"host": host, "ip": node["NodeManagerAddress"], "labels": node.get("Labels", {})}))
+PY`);
+        return JSON.parse(stdout.trim().split("\n").pop()!);
     }
 
     /** Each node's raylet and object manager ports by its address, as the GCS knows them (Ray picks them at start). */
