@@ -4,7 +4,8 @@
 #   ~/.ray-cluster/autoscaler.yaml      the config the stack rendered (JSON is YAML), Ray reads it on every update
 #   ~/.ray-cluster/autoscaler-key       the key the autoscaler logs in to launched workers with (from stdin)
 #   ~/.ray-cluster/elastic/             what it syncs to each launched worker: the stack's node scripts and the token
-# and installs the AWS SDK the autoscaler's EC2 node provider needs into Ray's venv.
+# and installs into Ray's venv the AWS SDK the autoscaler's EC2 node provider needs, and the scorer with which it falls
+# back to another elastic group when EC2 refuses one (ray_cluster_scorer.py).
 # Usage: install-autoscaler.sh --config JSON [--installer uv|pip] [--index-url URL] [--venv DIR] < PRIVATE_KEY
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,6 +19,7 @@ FETCH_UV_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/fetch_uv.py")
 START_WORKER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/start-worker.sh")
 WORKER_UNIT_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-worker.service")
 RUNNER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-node-run.sh")
+SCORER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray_cluster_scorer.py")
 
 config="" installer=uv index_url="" venv=$RAY_VENV_DEFAULT
 while [ $# -gt 0 ]; do
@@ -60,6 +62,9 @@ put "${bundle}/ray-worker.service" 600 "$WORKER_UNIT_TEXT" && changed=yes
 put "${bundle}/ray-node-run.sh" 600 "$RUNNER_TEXT" && changed=yes
 put "${bundle}/auth_token" 600 "$(cat "${HOME}/.ray/auth_token")" && changed=yes
 put "${RAY_STATE_DIR}/autoscaler-key" 600 "$key" && changed=yes
+# The monitor imports the scorer that falls back from a refused node type from Ray's venv (ray-node-run.sh names it).
+site=$("${venv}/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+put "${site}/ray_cluster_scorer.py" 644 "$SCORER_TEXT" && changed=yes
 # Ray reloads the live config on every update: a broken one must never replace it.
 printf '%s' "$config" | "${venv}/bin/python" -c 'import json, sys; json.load(sys.stdin)' \
     || die "--config is not JSON"

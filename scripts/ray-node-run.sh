@@ -64,6 +64,8 @@ case $role in
             --monitor-ip="$RAY_NODE_IP" --logs-dir=/tmp/ray/session_latest/logs)
         if [ -n "${RAY_AUTOSCALING_CONFIG:-}" ] && [ -f "$RAY_AUTOSCALING_CONFIG" ]; then
             monitor+=(--autoscaling-config="$RAY_AUTOSCALING_CONFIG")
+            # install-autoscaler.sh puts it into the venv with the config: a type EC2 refused ranks below the others.
+            export RAY_AUTOSCALER_UTILIZATION_SCORER=ray_cluster_scorer.prefer_available
         fi
         exec "${monitor[@]}"
         ;;
