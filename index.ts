@@ -96,6 +96,7 @@ export = async () => {
             pythonInstaller: config.pythonInstaller,
             packageIndexUrl: config.packageIndexUrl,
             headSchedulable: config.headSchedulable,
+            elasticGroups: elasticGroups.map((group) => ({ name: group.name, ...group.elastic! })),
         })
         : undefined;
     if (ray && config.autostopIdleMinutes > 0) {
@@ -129,6 +130,7 @@ export = async () => {
             workerSecurityGroupIds: security.workerSecurityGroupIds,
             privateWorkers,
             keyName: sshKey.keyPair.keyName,
+            identityFile: config.sshIdentityFile,
             rayVersion: config.rayVersion,
             pythonInstaller: config.pythonInstaller,
             packageIndexUrl: config.packageIndexUrl,

@@ -5,13 +5,13 @@
 # a reboot, its group's label, and a hostname users can read: <group>-<its private IP with dashes>. The token comes
 # in the synced auth_token file, never in user data, tags or a command line; it is removed once Ray has it.
 # Usage: join-cluster.sh --group NAME --version X.Y.Z --port PORT [--installer uv|pip] [--index-url URL]
-#            [--timeout SECONDS] [--num-gpus N]
+#            [--timeout SECONDS] [--num-cpus N] [--num-gpus N]
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=join-cluster
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-group="" version="" port="" installer=uv index_url="" timeout_s=600 num_gpus=""
+group="" version="" port="" installer=uv index_url="" timeout_s=600 num_cpus="" num_gpus=""
 while [ $# -gt 0 ]; do
     case $1 in
         --group) group=$2; shift 2 ;;
@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
         --installer) installer=$2; shift 2 ;;
         --index-url) index_url=$2; shift 2 ;;
         --timeout) timeout_s=$2; shift 2 ;;
+        --num-cpus) num_cpus=$2; shift 2 ;;
         --num-gpus) num_gpus=$2; shift 2 ;;
         *) die "unknown argument: $1" ;;
     esac
@@ -39,7 +40,8 @@ bash "${here}/install-ray.sh" --version "$version" --installer "$installer" \
 token="${here}/auth_token"
 if [ -f "$token" ]; then
     bash "${here}/start-worker.sh" --version "$version" --node-ip "$node_ip" --address "${head_ip}:${port}" \
-        --timeout "$timeout_s" --labels "ray-cluster/group=${group}" ${num_gpus:+--num-gpus "$num_gpus"} < "$token"
+        --timeout "$timeout_s" --labels "ray-cluster/group=${group}" ${num_cpus:+--num-cpus "$num_cpus"} \
+        ${num_gpus:+--num-gpus "$num_gpus"} < "$token"
     rm -f "$token"
 elif systemctl is-active --quiet ray-worker.service; then
     # A second run (the autoscaler recovering the node) finds the token already in the Ray token file.

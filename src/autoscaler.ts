@@ -14,6 +14,8 @@ export const rayHeadTags = (clusterName: string): Record<string, string> => ({
     [RAY_CLUSTER_NAME_TAG]: clusterName,
     "ray-node-type": "head",
     "ray-user-node-type": HEAD_NODE_TYPE,
+    // Ray counts a node only once it has a status; the stack's head is set up by the stack, never by Ray.
+    "ray-node-status": "up-to-date",
 });
 /** The tag every launched worker carries, and which the head's grants require: Pulumi's own nodes never have it. */
 export const ELASTIC_TAG = "ray-cluster:elastic";
@@ -74,12 +76,16 @@ export interface AutoscalerSettings {
 export const elasticTags = (tags: Record<string, string>, group: string): Record<string, string> =>
     ({ ...tags, Name: `${group}-elastic`, "ray-cluster:group": group, [ELASTIC_TAG]: "true" });
 
-/** The command the head's autoscaler runs on each launched worker of a group, from the files it synced there. */
+/**
+ * The command the head's autoscaler runs on each launched worker of a group, from the files it synced there. The
+ * worker offers Ray exactly the resources the autoscaler planned it with.
+ */
 export function joinCommand(s: AutoscalerSettings, type: ElasticNodeType): string {
+    const planned = resources(type);
     const words = ["bash", `${ELASTIC_FILES_DIR}/join-cluster.sh`, "--group", type.group.name, "--version", s.rayVersion,
         "--port", String(s.gcsPort), "--installer", s.pythonInstaller, "--timeout", String(s.timeoutSeconds),
         ...(s.packageIndexUrl !== "" ? ["--index-url", s.packageIndexUrl] : []),
-        ...(type.group.gpus !== undefined ? ["--num-gpus", String(type.group.gpus)] : [])];
+        "--num-cpus", String(planned.CPU), ...(planned.GPU !== undefined ? ["--num-gpus", String(planned.GPU)] : [])];
     // The home-relative path must stay unquoted for the worker's shell to expand it.
     return words.map((w, i) => (i === 1 || /^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(" ");
 }

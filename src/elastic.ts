@@ -40,6 +40,8 @@ export interface ElasticWorkersArgs extends SshAccess {
     privateWorkers: boolean;
     /** The stack's EC2 key pair, so users reach launched workers with their key. */
     keyName: pulumi.Input<string>;
+    /** Where users keep that key (sshIdentityFile), for the ssh command the summary gives. */
+    identityFile: string;
     /** Exact Ray release, installer and package index of the stack's install. */
     rayVersion: string;
     pythonInstaller: "uv" | "pip";
@@ -163,7 +165,7 @@ export class ElasticWorkers extends pulumi.ComponentResource {
         const head = args.head.name;
         this.summary = `${args.groups.map((g) => `${g.name}: ${g.elastic!.minCount} to ${g.elastic!.maxCount} × ${g.instanceType}`).join("; ")}; ` +
             `Ray's autoscaler on ${head} sizes them (\`ssh ${head} ray status\`); reach a launched worker with ` +
-            `\`ssh -J ${head} ${args.sshUser}@<its private IP>\``;
+            `\`ssh -J ${head} -i ${args.identityFile} ${args.sshUser}@<its private IP>\``;
         this.registerOutputs({ config: this.config });
     }
 }

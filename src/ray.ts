@@ -21,6 +21,8 @@ export interface RayClusterArgs extends SshAccess {
     packageIndexUrl: string;
     /** Whether Ray may schedule work on the head; false gives the head no CPUs to offer. */
     headSchedulable: boolean;
+    /** The elastic groups, whose bounds and current node count the status reports. */
+    elasticGroups: Array<{ name: string; minCount: number; maxCount: number }>;
 }
 
 /** Seconds SSH waits for one connection attempt; attempts repeat until the bootstrap's bound is spent. */
@@ -173,27 +175,35 @@ export class RayCluster extends pulumi.ComponentResource {
         this.verify = run(`${name}-verify`, args.head,
             pulumi.all([headAddress, expected]).apply(([address, nodes]) => scriptCommand("verify-cluster.sh", [
                 "--address", address, "--timeout", timeout, ...nodes.flatMap((node) => ["--expect", node]),
+                ...args.elasticGroups.flatMap((group) => ["--count-group", group.name]),
             ])),
             // Re-check whenever any node's Ray was (re)started.
             { triggers: [headStart.id, ...workerStarts.map((start) => start.id)] },
             [headStart, ...workerStarts]);
         const groupOf = new Map([args.head, ...args.workers].map((node) => [node.name, node.group]));
-        this.status = this.verify.stdout.apply((stdout) => withGroups(JSON.parse(lastLine(stdout)), groupOf));
+        this.status = this.verify.stdout.apply((stdout) => withGroups(JSON.parse(lastLine(stdout)), groupOf, args.elasticGroups));
 
         this.registerOutputs({ status: this.status });
     }
 }
 
-/** The verified status with its nodes counted per group: how many each group expects and how many are alive. */
-function withGroups(status: { nodes?: Array<{ name: string; alive: boolean }> }, groupOf: Map<string, string>): unknown {
-    const groups: Record<string, { expected: number; alive: number; nodes: string[] }> = {};
+/**
+ * The verified status with its nodes counted per group: how many each fixed group expects and how many are alive, and
+ * each elastic group's bounds and how many nodes it has now.
+ */
+function withGroups(status: { nodes?: Array<{ name: string; alive: boolean }>; elasticNodes?: Record<string, number> },
+    groupOf: Map<string, string>, elasticGroups: RayClusterArgs["elasticGroups"]): unknown {
+    const { elasticNodes, ...verified } = status;
+    const groups: Record<string, { expected: number; alive: number; nodes: string[] } | { minCount: number; maxCount: number; current: number }> =
+        Object.fromEntries(elasticGroups.map((g) => [g.name, { minCount: g.minCount, maxCount: g.maxCount, current: elasticNodes?.[g.name] ?? 0 }]));
     for (const node of status.nodes ?? []) {
-        const group = groups[groupOf.get(node.name) ?? "unknown"] ??= { expected: 0, alive: 0, nodes: [] };
+        const group = (groups[groupOf.get(node.name) ?? "unknown"] ??= { expected: 0, alive: 0, nodes: [] }) as
+            { expected: number; alive: number; nodes: string[] };
         group.expected += 1;
         group.alive += node.alive ? 1 : 0;
         group.nodes.push(node.name);
     }
-    return { ...status, groups };
+    return { ...verified, groups };
 }
 
 function lastLine(text: string): string {

@@ -7,7 +7,7 @@ import { runSimulation } from "@cloud-copilot/iam-simulate";
 import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { diffGraphs } from "../tools/graph";
-import { byName, byType, MOCK_ACCOUNT_ID, Rendered, render, reveal, StackConfig } from "../tools/render";
+import { argumentOf, byName, byType, MOCK_ACCOUNT_ID, Rendered, render, reveal, StackConfig } from "../tools/render";
 
 const CPU = { name: "cpu", instanceType: "c7i.2xlarge", minCount: 1, maxCount: 10 };
 const GPU = { name: "gpu", instanceType: "g5.xlarge", maxCount: 2, spot: true };
@@ -21,9 +21,7 @@ async function rendered(config: StackConfig = ELASTIC): Promise<Rendered> {
 
 /** The config the head's autoscaler command writes: its --config argument, as the command text carries it. */
 function autoscalerConfigOf(r: Rendered): any {
-    const create: string = reveal(byName(r, "ray-cluster-headnode-autoscaler").inputs).create;
-    const quoted = /--config '((?:[^']|'\\'')*)'/.exec(create)![1].replace(/'\\''/g, "'");
-    return JSON.parse(quoted);
+    return JSON.parse(argumentOf(reveal(byName(r, "ray-cluster-headnode-autoscaler").inputs).create, "--config"));
 }
 
 describe("the autoscaler config the stack renders", () => {
@@ -64,7 +62,8 @@ describe("the autoscaler config the stack renders", () => {
         assert.deepEqual(gpu.node_config.InstanceMarketOptions,
             { MarketType: "spot", SpotOptions: { SpotInstanceType: "one-time", InstanceInterruptionBehavior: "terminate" } });
         assert.deepEqual(cpu.worker_setup_commands, ["bash ~/.ray-cluster/elastic/join-cluster.sh --group cpu --version 2.60.0 " +
-            "--port 6379 --installer uv --timeout 600"]);
+            "--port 6379 --installer uv --timeout 600 --num-cpus 8"]);
+        assert.match(gpu.worker_setup_commands[0], /--num-cpus 4 --num-gpus 1$/);
         assert.deepEqual(config.file_mounts, { "~/.ray-cluster/elastic": "~/.ray-cluster/elastic" });
         assert.deepEqual(config.auth, { ssh_user: "ubuntu", ssh_private_key: "~/.ray-cluster/autoscaler-key" });
         // Every top-level key Ray's autoscaler reads directly is set, so its defaults add nothing that looks up AWS.
@@ -110,8 +109,13 @@ describe("the autoscaler config the stack renders", () => {
 
     test("outputs name each elastic group's bounds and how to reach a launched worker", async () => {
         const r = await rendered();
+        // rayClusterStatus: each elastic group's bounds and the nodes it has now, as verify counts them by label.
+        assert.match(reveal(byName(r, "ray-cluster-verify").inputs).create, /--count-group cpu --count-group gpu$/);
+        assert.deepEqual(r.outputs.rayClusterStatus.groups.cpu, { minCount: 1, maxCount: 10, current: 0 });
+        assert.deepEqual(r.outputs.rayClusterStatus.groups.gpu, { minCount: 0, maxCount: 2, current: 0 });
+        assert.equal(r.outputs.rayClusterStatus.elasticNodes, undefined);
         assert.match(r.outputs.elasticGroups, /^cpu: 1 to 10 × c7i\.2xlarge; gpu: 0 to 2 × g5\.xlarge;/);
-        assert.match(r.outputs.elasticGroups, /ssh -J headnode ubuntu@<its private IP>/);
+        assert.match(r.outputs.elasticGroups, /ssh -J headnode -i ~\/\.ssh\/ray-cluster-dev\.pem ubuntu@<its private IP>/);
         assert.equal((await rendered({})).outputs.elasticGroups, "none");
     });
 });
@@ -149,7 +153,7 @@ describe("the head's grants, evaluated against requests", () => {
             serviceControlPolicies: [],
             resourceControlPolicies: [],
             resourcePolicy: undefined,
-            request: { action, principal: `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/ray-cluster-head-role`,
+            request: { action, principal: `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/ray-cluster-head-role-0123456`,
                 resource: { accountId: MOCK_ACCOUNT_ID, resource }, contextVariables: context },
         } as any, {});
         assert.notEqual(result.resultType, "error", JSON.stringify((result as any).errors));
@@ -181,9 +185,9 @@ describe("the head's grants, evaluated against requests", () => {
     });
 
     test("passing the workers' role to EC2 is allowed; any other role, or to another service, denied", async () => {
-        const workerRole = `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/ray-cluster-role`;
+        const workerRole = `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/ray-cluster-role-0123456`;
         assert.equal(await decide("iam:PassRole", workerRole, { "iam:PassedToService": "ec2.amazonaws.com" }), "Allowed");
-        assert.equal(await decide("iam:PassRole", `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/ray-cluster-head-role`,
+        assert.equal(await decide("iam:PassRole", `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/ray-cluster-head-role-0123456`,
             { "iam:PassedToService": "ec2.amazonaws.com" }), "ImplicitlyDenied");
         assert.equal(await decide("iam:PassRole", `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/admin`,
             { "iam:PassedToService": "ec2.amazonaws.com" }), "ImplicitlyDenied");
@@ -212,11 +216,12 @@ describe("safe change: elastic groups", () => {
         assert.deepEqual(replaced(d), []);
     });
 
-    test("adding or removing one of several elastic groups changes only the config and the head's grants", async () => {
+    test("adding or removing one of several elastic groups changes only the config, and the check that counts them", async () => {
         for (const [before, after] of [[{ workerGroups: [CPU] }, ELASTIC], [ELASTIC, { workerGroups: [CPU] }]]) {
             const d = await diff(before, after);
             assert.deepEqual([d.added, d.removed], [[], []]);
-            assert.deepEqual(d.changed.map((c) => c.name).sort(), ["ray-cluster-headnode-autoscaler"]);
+            // The cluster check re-runs on the head to count the group's nodes, and only reads.
+            assert.deepEqual(d.changed.map((c) => c.name).sort(), ["ray-cluster-headnode-autoscaler", "ray-cluster-verify"]);
             assert.deepEqual(replaced(d), []);
         }
     });
@@ -227,8 +232,8 @@ describe("safe change: elastic groups", () => {
             assert.deepEqual(replaced(d), [], JSON.stringify(d.changed));
             const own = [...d.added, ...d.removed];
             assert.ok(own.length > 0 && own.every((name) => /autoscaler|launched-sweep|^ray-cluster$/.test(name)), own.join(", "));
-            // The head only gains or loses Ray's tags, in place.
-            assert.deepEqual(d.changed.map((c) => c.name).sort(), ["ray-cluster-headnode"]);
+            // The head only gains or loses Ray's tags, in place; the cluster check re-runs to count the groups.
+            assert.deepEqual(d.changed.map((c) => c.name).sort(), ["ray-cluster-headnode", "ray-cluster-verify"]);
         }
     });
 });
