@@ -11,6 +11,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { Rendered, render } from "../tools/render";
+import { autoscalerEndpointFiles, Ec2Emulator, Ec2Follower } from "./harness/ec2-emulator";
+import { eventually } from "./harness/eventually";
 import { SecurityGroupFirewall, stackFirewall } from "./harness/firewall";
 import { BootedHosts, describeOnBootedHosts, LOGIN_USER, OUTSIDER, THIS_MACHINE } from "./harness/machines";
 import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
@@ -20,6 +22,12 @@ const RETURN_SECONDS = 300;
 const NODES = ["headnode", "worker-1", "worker-2"];
 const WORKERS = NODES.slice(1);
 const hosts = new BootedHosts({ headnode: { public: 21, private: 21 }, "worker-1": { private: 22 }, "worker-2": { private: 23 } });
+const ec2 = new Ec2Emulator();
+/** The private subnet, in the emulated EC2 as on the private bridge: moto gives launched workers .4 upwards. */
+const PRIVATE_CIDR = "10.213.1.0/24";
+/** An elastic group of private workers; a task of 3 CPUs fits no static node (each has 2), only one it launches. */
+const ELASTIC = { name: "burst", instanceType: "c7i.xlarge", maxCount: 1 };
+let follower: Ec2Follower;
 let rendered: Rendered;
 let firewall: SecurityGroupFirewall;
 let userHome = "";
@@ -28,6 +36,8 @@ const log: Array<{ name: string; connection: CommandInputs["connection"] }> = []
 describeOnBootedHosts("a Ray cluster whose workers are reached only through the head", { timeout: 1_200_000 }, () => {
     before(async () => {
         hosts.up();
+        ec2.start(hosts.state);
+        const setup = ec2.setup(["10.213.0.0/24", PRIVATE_CIDR], ["ray-cluster-sg", "ray-cluster-head-sg"], ["ray-cluster-profile-0123456"]);
         userHome = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-user-"));
         const config = {
             bootstrapTimeoutSeconds: TIMEOUT_SECONDS,
@@ -36,13 +46,25 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
             packageIndexUrl: hosts.indexUrl,
             sshIdentityFile: path.join(userHome, ".ssh", "ray-cluster-e2e.pem"),
             sshAllowedCidrs: [`${THIS_MACHINE}/32`],
+            elasticIdleMinutes: 1,
+            workerGroups: [ELASTIC],
         };
         firewall = await stackFirewall(config, (node) => hosts.addresses(node));
+        follower = new Ec2Follower(ec2, hosts, firewall, ["ray-cluster-sg"], () => hosts.nodes());
+        follower.start();
         rendered = await render(config, {
             // A private worker has no public IP; the head's public address is the one on this machine's bridge.
             addresses: (node) => ({ privateIp: hosts.nodeIp(node), publicIp: hosts.isPrivateOnly(node) ? "" : hosts.address(node) }),
             privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
-            launchInstance: async (node, inputs) => hosts.launch(node, inputs.userData, firewall),
+            resourceIds: { "ray-cluster-subnet": setup.subnets["10.213.0.0/24"], "ray-cluster-private-subnet": setup.subnets[PRIVATE_CIDR],
+                "ray-cluster-sg": setup.securityGroups["ray-cluster-sg"], "ray-cluster-head-sg": setup.securityGroups["ray-cluster-head-sg"] },
+            launchInstance: async (node, inputs) => {
+                // Each node at the address the cluster knows it by (the head's on the private bridge, where the private
+                // workers reach it, as they reach a head in another subnet of the VPC); moto gives none of them away.
+                const id = ec2.runInstance(inputs.tags, { subnetId: setup.subnets[PRIVATE_CIDR], privateIp: hosts.nodeIp(node) });
+                hosts.launch(node, inputs.userData, firewall, node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {}, id);
+                return id;
+            },
             runCommand: async (inputs, name) => {
                 log.push({ name, connection: inputs.connection });
                 return hosts.namingBlocked(NODES, () => runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name));
@@ -52,6 +74,7 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
 
     after(() => {
         try {
+            follower?.stop();
             hosts.down();
         } finally {
             cleanupKeys();
@@ -171,5 +194,30 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         await hosts.clusterWhole(NODES, RETURN_SECONDS, "worker-1 back in ray status after its reboot");
         const { stdout } = await hosts.run("worker-1", "systemctl is-active ray-worker; ip -4 -o addr show scope global");
         assert.match(stdout, /^active$/m);
+    });
+
+    test("an elastic group of private workers: the autoscaler launches into the private subnet, the worker joins and runs " +
+        "the task, the user reaches it only through the head, and it is terminated once idle", async () => {
+        const where = await hosts.placeTask(3, 600);
+        const launched = follower.launched();
+        assert.equal(launched.length, 1);
+        const [worker] = launched;
+        assert.match(worker.privateIp, /^10\.213\.1\.\d+$/, "in the private subnet");
+        assert.deepEqual([where.host, where.ip, where.labels["ray-cluster/group"]],
+            [`burst-${worker.privateIp.replace(/\./g, "-")}`, worker.privateIp, "burst"]);
+        // The documented way in: the user's own key, through the head (the elasticGroups output says so).
+        const identity = path.join(userHome, ".ssh", "ray-cluster-e2e.pem");
+        assert.ok(rendered.outputs.elasticGroups.includes(`ssh -J headnode -i ${identity} ubuntu@<its private IP>`));
+        const config = path.join(userHome, ".ssh", "config");
+        const ssh = (...args: string[]) => spawnSync("ssh", ["-F", config, ...args], { encoding: "utf8", timeout: 60_000 });
+        const through = ssh("-J", "headnode", "-i", identity, `${LOGIN_USER}@${worker.privateIp}`, "hostname; systemctl is-active ray-worker");
+        assert.equal(through.status, 0, through.stderr);
+        assert.equal(through.stdout, `${where.host}\nactive\n`);
+        const direct = ssh("-i", identity, `${LOGIN_USER}@${worker.privateIp}`, "hostname");
+        assert.notEqual(direct.status, 0, "without the jump there is no way in");
+        await eventually({ what: `${worker.id} terminated once idle`, timeoutSeconds: 60 + 180, intervalSeconds: 2 },
+            async () => (worker.poweredOffAt !== undefined ? true : undefined));
+        assert.equal(ec2.states()[worker.id].state, "terminated");
+        await hosts.clusterWhole(NODES, RETURN_SECONDS, "the static cluster alone again");
     });
 });
