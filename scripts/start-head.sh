@@ -43,12 +43,14 @@ RAY_NUM_GPUS=${num_gpus}")
 wait_for_service ray-head "$timeout_s" "the Ray head's GCS did not answer at ${node_ip}:${port}" \
     port_open "$node_ip" "$port"
 # The autoscaler's config appears only with elastic groups (install-autoscaler.sh); the path is fixed, so adding or
-# removing them never changes this service. A node it launches gets the bootstrap's own bound to answer SSH.
+# removing them never changes this service. A node it launches gets the bootstrap's own bound to answer SSH. It
+# looks for demand every 2 s rather than Ray's 5: a scale-up waits on that look, and each costs one DescribeInstances.
 printf '%s' "$token" | ensure_ray_service ray-autoscaler "$venv" "$version" "$AUTOSCALER_UNIT_TEXT" "$RAY_RUNNER_TEXT" \
     "RAY_NODE_IP=${node_ip}
 RAY_PORT=${port}
 RAY_AUTOSCALING_CONFIG=${RAY_STATE_DIR}/autoscaler.yaml
-AUTOSCALER_NODE_START_WAIT_S=${timeout_s}" >/dev/null
+AUTOSCALER_NODE_START_WAIT_S=${timeout_s}
+AUTOSCALER_UPDATE_INTERVAL_S=2" >/dev/null
 wait_for_service ray-autoscaler "$timeout_s" "Ray's autoscaler did not start" ray_running_monitor "$venv"
 if [ "$outcome" = running ]; then
     log "Ray head ${version} already running at ${node_ip}:${port}"

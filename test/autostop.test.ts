@@ -1,7 +1,11 @@
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { describe, test } from "node:test";
 import { diffGraphs } from "../tools/graph";
 import { byName, byType, render, reveal, StackConfig } from "../tools/render";
+import { EC2_EMULATOR_PYTHON } from "./harness/ec2-emulator";
 
 const ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy";
 const INSTANCE = "aws:ec2/instance:Instance";
@@ -139,5 +143,48 @@ describe("spot workers under mocks", () => {
     test("by default no instance uses the spot market", async () => {
         const r = await rendered({ workerCount: 3 });
         assert.ok(byType(r, INSTANCE).every((i) => i.inputs.instanceMarketOptions === undefined));
+    });
+});
+
+describe("autostop's stop, against moto's EC2", () => {
+    test("it stops the autoscaler first, terminates the workers Ray launched, stops the stack's own, the head last, " +
+        "and leaves another stack alone", (t) => {
+        if (!fs.existsSync(EC2_EMULATOR_PYTHON) && process.env.RAY_CLUSTER_TEST_MODE === "quick") {
+            t.skip("the EC2 emulator is not installed (bash tools/ec2-emulator.sh); npm test installs it");
+            return;
+        }
+        const result = spawnSync(EC2_EMULATOR_PYTHON, ["-c", `
+import json, subprocess, sys
+sys.path.insert(0, ${JSON.stringify(path.join(__dirname, "..", "scripts"))})
+import boto3
+from moto import mock_aws
+import autostop
+
+commands = []
+def fake_run(command, **kwargs):
+    commands.append(command)
+    return subprocess.CompletedProcess(command, 0, "", "")
+autostop.subprocess.run = fake_run
+stack = {"ray-cluster:project": "ray-cluster", "ray-cluster:stack": "dev"}
+with mock_aws():
+    ec2 = boto3.client("ec2", region_name="us-east-1")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    def run(tags):
+        spec = [{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+        return ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1, TagSpecifications=spec)["Instances"][0]["InstanceId"]
+    ids = {"head": run({**stack, "Name": "headnode"}), "worker": run({**stack, "Name": "worker-1"}),
+           "launched": run({**stack, "ray-cluster:elastic": "true"}),
+           "other": run({**stack, "ray-cluster:stack": "other", "ray-cluster:elastic": "true"})}
+    autostop.stop_stack({"REGION": "us-east-1", "HEAD_INSTANCE_ID": ids["head"], "PROJECT": "ray-cluster", "STACK": "dev"})
+    states = {i["InstanceId"]: i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]}
+    print(json.dumps({"states": {name: states[i] for name, i in ids.items()}, "commands": commands}))
+`], { encoding: "utf8", timeout: 120_000 });
+        assert.equal(result.status, 0, result.stderr);
+        const lines = result.stdout.trim().split("\n");
+        const outcome = JSON.parse(lines.pop()!);
+        assert.deepEqual(outcome.states, { head: "stopped", worker: "stopped", launched: "terminated", other: "running" });
+        assert.deepEqual(outcome.commands, [["sudo", "-n", "systemctl", "stop", "ray-autoscaler.service"]]);
+        const log = lines.join("\n");
+        assert.ok(log.indexOf("terminating 1 workers the autoscaler launched") < log.indexOf("stopping the head"), log);
     });
 });
