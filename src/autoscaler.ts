@@ -5,6 +5,7 @@
  * is left to `ray up`'s bootstrap_aws, which never runs on the head: no default VPC, role, key or group lookups.
  */
 import { GROUP_LABEL, WorkerGroup } from "./groups";
+import { shellQuote } from "./scripts";
 
 /** The head's node type: Ray requires one, and matches the head instance by the tags below. */
 export const HEAD_NODE_TYPE = "ray.head";
@@ -87,7 +88,7 @@ export function joinCommand(s: AutoscalerSettings, type: ElasticNodeType): strin
         ...(s.packageIndexUrl !== "" ? ["--index-url", s.packageIndexUrl] : []),
         "--num-cpus", String(planned.CPU), ...(planned.GPU !== undefined ? ["--num-gpus", String(planned.GPU)] : [])];
     // The home-relative path must stay unquoted for the worker's shell to expand it.
-    return words.map((w, i) => (i === 1 || /^[A-Za-z0-9_@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`)).join(" ");
+    return words.map((w, i) => (i === 1 ? w : shellQuote(w))).join(" ");
 }
 
 const tagList = (tags: Record<string, string>) => Object.entries(tags).map(([Key, Value]) => ({ Key, Value }));
