@@ -56,6 +56,7 @@ export = async () => {
     const launched = elasticGroups.length > 0
         ? new LaunchedWorkers(name, {
             region: aws.config.region ?? "",
+            profile: aws.config.profile ?? "",
             tags,
             clusterName,
             timeoutSeconds: config.bootstrapTimeoutSeconds,

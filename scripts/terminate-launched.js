@@ -5,7 +5,9 @@
  * use). `pulumi destroy`, and turning elastic groups off, run it on the user's machine with the user's AWS
  * credentials, so a stopped or crashed head never blocks it. Instances are found by tag: each --tag KEY=VALUE must
  * match. Usage:
- *   node scripts/terminate-launched.js [--region REGION] --tag KEY=VALUE... [--timeout SECONDS]
+ *   node scripts/terminate-launched.js [--region REGION] [--profile PROFILE] --tag KEY=VALUE... [--timeout SECONDS]
+ * --region and --profile carry the stack's aws:region and aws:profile, so the sweep reaches the account and region
+ * the stack's provider does even when they are set only in Pulumi config.
  */
 "use strict";
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- plain CommonJS, run by node without a build
@@ -15,7 +17,7 @@ const { EC2Client, DescribeInstancesCommand, TerminateInstancesCommand } = requi
 const LIVE_STATES = ["pending", "running", "shutting-down", "stopping", "stopped"];
 
 function parseArgs(argv) {
-    const args = { region: undefined, tags: [], timeoutSeconds: 600 };
+    const args = { region: undefined, profile: undefined, tags: [], timeoutSeconds: 600 };
     for (let i = 0; i < argv.length; i += 2) {
         const [flag, value] = [argv[i], argv[i + 1]];
         if (value === undefined) {
@@ -23,6 +25,8 @@ function parseArgs(argv) {
         }
         if (flag === "--region") {
             args.region = value || undefined;
+        } else if (flag === "--profile") {
+            args.profile = value || undefined;
         } else if (flag === "--tag") {
             const at = value.indexOf("=");
             if (at < 1) {
@@ -61,7 +65,7 @@ async function liveInstances(ec2, filters) {
 
 async function main() {
     const args = parseArgs(process.argv.slice(2));
-    const ec2 = new EC2Client({ region: args.region });
+    const ec2 = new EC2Client({ region: args.region, profile: args.profile });
     const deadline = Date.now() + args.timeoutSeconds * 1000;
     const asked = new Set();
     for (;;) {

@@ -7,6 +7,8 @@ import { shellQuote } from "./scripts";
 export interface LaunchedWorkersArgs {
     /** AWS region of the stack; empty leaves it to the user's AWS configuration. */
     region: string;
+    /** AWS profile of the stack (aws:profile); empty leaves it to the user's AWS configuration. */
+    profile: string;
     /** The stack's tags, which every launched worker carries. */
     tags: Record<string, string>;
     /** Ray's cluster name, which Ray tags each launched worker with. */
@@ -32,6 +34,7 @@ export class LaunchedWorkers extends pulumi.ComponentResource {
 
         const tags = { ...args.tags, [RAY_CLUSTER_NAME_TAG]: args.clusterName, [ELASTIC_TAG]: "true" };
         const terminate = ["node", "scripts/terminate-launched.js", ...(args.region !== "" ? ["--region", args.region] : []),
+            ...(args.profile !== "" ? ["--profile", args.profile] : []),
             ...Object.entries(tags).flatMap(([key, value]) => ["--tag", `${key}=${value}`]),
             "--timeout", String(args.timeoutSeconds)].map(shellQuote).join(" ");
         this.sweep = new command.local.Command(`${name}-launched-sweep`, {

@@ -6,6 +6,8 @@
  */
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { argumentOf, byName, byType, Rendered, render, reveal } from "../tools/render";
@@ -173,9 +175,9 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         hosts.powerOff("headnode");
         const sweep = reveal(byName(rendered, "ray-cluster-launched-sweep").inputs).delete as string;
         // As `pulumi destroy` runs it on the user's machine, with the user's credentials and region.
-        const result = spawnSync("bash", ["-c", sweep], { cwd: path.join(__dirname, ".."), encoding: "utf8", timeout: 120_000,
-            env: { ...process.env, AWS_ENDPOINT_URL: ec2.endpoint, AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing",
-                AWS_REGION: "us-east-1" } });
+        const sweepRun = (text: string, env: NodeJS.ProcessEnv) => spawnSync("bash", ["-c", text],
+            { cwd: path.join(__dirname, ".."), encoding: "utf8", timeout: 120_000, env: { ...process.env, AWS_ENDPOINT_URL: ec2.endpoint, ...env } });
+        const result = sweepRun(sweep, { AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing", AWS_REGION: "us-east-1" });
         assert.equal(result.status, 0, result.stderr);
         assert.match(result.stdout, /terminating i-/);
         const states = ec2.states();
@@ -183,11 +185,24 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         assert.deepEqual(live, []);
         follower.sync();
         assert.ok(running.every((i) => i.poweredOffAt !== undefined), "the worker's machine is off");
-        // Run again, it finds nothing and ends at once.
-        const again = spawnSync("bash", ["-c", sweep], { cwd: path.join(__dirname, ".."), encoding: "utf8", timeout: 60_000,
-            env: { ...process.env, AWS_ENDPOINT_URL: ec2.endpoint, AWS_ACCESS_KEY_ID: "testing", AWS_SECRET_ACCESS_KEY: "testing",
-                AWS_REGION: "us-east-1" } });
-        assert.equal(again.status, 0, again.stderr);
-        assert.match(again.stdout, /0 launched instance\(s\) terminated; none left/);
+        // Run again, as for a stack whose aws:profile and aws:region name the credentials: no credentials in the
+        // environment, only in that profile, which --profile must reach. It finds nothing and ends at once.
+        const awsDir = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-aws-"));
+        try {
+            fs.writeFileSync(path.join(awsDir, "credentials"), "[ml-prod]\naws_access_key_id = testing\naws_secret_access_key = testing\n");
+            fs.writeFileSync(path.join(awsDir, "config"), "");
+            const withoutCredentials = { AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_SESSION_TOKEN: undefined,
+                AWS_PROFILE: undefined, AWS_REGION: undefined, AWS_DEFAULT_REGION: undefined,
+                // Without this the SDK would go on to ask the instance metadata address, outside the test.
+                AWS_EC2_METADATA_DISABLED: "true",
+                AWS_SHARED_CREDENTIALS_FILE: path.join(awsDir, "credentials"), AWS_CONFIG_FILE: path.join(awsDir, "config") };
+            const again = sweepRun(`${sweep} --region us-east-1 --profile ml-prod`, withoutCredentials);
+            assert.equal(again.status, 0, again.stderr);
+            assert.match(again.stdout, /0 launched instance\(s\) terminated; none left/);
+            const unnamed = sweepRun(`${sweep} --region us-east-1`, withoutCredentials);
+            assert.notEqual(unnamed.status, 0, "without the profile the sweep found credentials elsewhere; the check above proves nothing");
+        } finally {
+            fs.rmSync(awsDir, { recursive: true, force: true });
+        }
     });
 });

@@ -139,6 +139,12 @@ describe("the sweep of launched workers", () => {
         assert.ok(install.inputs.delete.includes("remove-autoscaler.sh"));
         assert.equal(byType(await rendered({}), "command:local:Command").length, 0, "no elastic group, no sweep");
     });
+
+    test("reaches the account and region of the stack's provider when they are set only in Pulumi config", async () => {
+        const r = await rendered({ ...ELASTIC, "aws:region": "eu-west-1", "aws:profile": "ml-prod" });
+        assert.match(byName(r, "ray-cluster-launched-sweep").inputs.delete,
+            /^node scripts\/terminate-launched\.js --region eu-west-1 --profile ml-prod --tag /);
+    });
 });
 
 describe("the head's grants, evaluated against requests", () => {
