@@ -372,7 +372,6 @@ export async function render(config: StackConfig = {}, options: RenderOptions = 
     return { resources: resources.filter((r) => r.type !== "pulumi:pulumi:Stack"), outputs, error };
 }
 
-/** The resources of one type, by logical name. */
 /** The value a rendered command text (scriptCommand's quoting) passes for `flag`: its arguments follow the script. */
 export function argumentOf(commandText: string, flag: string): string {
     const matches = [...commandText.matchAll(new RegExp(`${flag} ('((?:[^']|'\\\\'')*)'|[^\\s']+)`, "g"))];
@@ -383,6 +382,7 @@ export function argumentOf(commandText: string, flag: string): string {
     return match[2] !== undefined ? match[2].replace(/'\\''/g, "'") : match[1];
 }
 
+/** The resources of one type, by logical name. */
 export function byType(rendered: Rendered, type: string): RegisteredResource[] {
     return rendered.resources.filter((r) => r.type === type);
 }
