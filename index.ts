@@ -6,6 +6,8 @@ import { clusterTags, loadConfig } from "./src/config";
 import { ElasticWorkers } from "./src/elastic";
 import { placeInExistingNetwork } from "./src/existing-network";
 import { NodeRole } from "./src/iam";
+import { JobArchive } from "./src/job-archive";
+import { JobEnvironment, JOB_LOG_PREFIX } from "./src/job-environment";
 import { ClusterKeyPair } from "./src/keypair";
 import { LaunchedWorkers } from "./src/launched-workers";
 import { Network } from "./src/network";
@@ -88,7 +90,11 @@ export = async () => {
         timeoutSeconds: config.bootstrapTimeoutSeconds,
         jumpHost: privateWorkers ? nodes.head : undefined,
     };
-    const ray = config.bootstrapRay
+    const region = nodes.head.running.region;
+    const jobEnvironment = config.bootstrapRay
+        ? new JobEnvironment(name, { ...access, nodes: [nodes.head, ...nodes.workers], region, bucketNames: storage.bucketNames })
+        : undefined;
+    const ray = jobEnvironment
         ? new RayCluster(name, {
             ...access,
             head: nodes.head,
@@ -98,8 +104,22 @@ export = async () => {
             packageIndexUrl: config.packageIndexUrl,
             headSchedulable: config.headSchedulable,
             elasticGroups: elasticGroups.map((group) => ({ name: group.name, ...group.elastic! })),
+            startAfter: (node) => [jobEnvironment.commands.get(node.name)!],
         })
         : undefined;
+    const gcsAddress = pulumi.interpolate`${nodes.head.privateIp}:${GCS_PORT}`;
+    const dashboardUrl = pulumi.interpolate`http://${nodes.head.privateIp}:${DASHBOARD_PORT}`;
+    if (ray && jobEnvironment) {
+        new JobArchive(name, {
+            ...access,
+            head: nodes.head,
+            dashboardUrl,
+            gcsAddress,
+            after: [ray.headInstall, jobEnvironment.commands.get(nodes.head.name)!],
+            pythonInstaller: config.pythonInstaller,
+            packageIndexUrl: config.packageIndexUrl,
+        });
+    }
     if (ray && config.autostopIdleMinutes > 0) {
         new Autostop(name, {
             ...access,
@@ -108,8 +128,8 @@ export = async () => {
             stack: config.stack,
             role: headRole.role,
             head: nodes.head,
-            gcsAddress: pulumi.interpolate`${nodes.head.privateIp}:${GCS_PORT}`,
-            dashboardUrl: pulumi.interpolate`http://${nodes.head.privateIp}:${DASHBOARD_PORT}`,
+            gcsAddress,
+            dashboardUrl,
             rayInstall: ray.headInstall,
             pythonInstaller: config.pythonInstaller,
             packageIndexUrl: config.packageIndexUrl,
@@ -160,6 +180,18 @@ export = async () => {
         dashboardTunnel: dashboardTunnelCommand(HEAD_NODE_NAME, DASHBOARD_PORT),
         rayAddress: pulumi.interpolate`${headPrivateIp}:${GCS_PORT}`,
         rayClusterStatus: ray?.status,
+        // What `npm run job` needs besides the ssh config: the client to run, where the dashboard is, where logs go.
+        jobs: ray
+            ? pulumi.all([region, storage.bucketNames]).apply(([r, buckets]) => ({
+                rayVersion: config.rayVersion,
+                dashboardPort: DASHBOARD_PORT,
+                head: HEAD_NODE_NAME,
+                region: r,
+                profile: aws.config.profile ?? "",
+                logs: `s3://${buckets.results}/${JOB_LOG_PREFIX}`,
+                submit: "npm run job -- submit <dir> -- python <script>.py",
+            }))
+            : "off: bootstrapRay is false",
         elasticGroups: elastic?.summary ?? "none",
         autostop: config.autostopIdleMinutes > 0
             ? `stops every instance after ${config.autostopIdleMinutes} idle minutes; \`ssh ${HEAD_NODE_NAME} ray-cluster-autostop status\` ` +

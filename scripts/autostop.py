@@ -29,6 +29,9 @@ LAST_VERDICT_FILE = "/run/ray-cluster/autostop-last"
 SSH_PORT = 22
 # A worker that takes longer than this to stop does not keep the head (and its cost) running.
 WORKERS_STOP_BOUND_SECONDS = 300
+# The job archive (job_archive.py), which copies every ended job's log to the results bucket before the stop.
+ARCHIVE_COMMAND = "/usr/local/bin/ray-cluster-jobs"
+ARCHIVE_BOUND_SECONDS = 120
 # Tasks still waiting for or holding a worker; FINISHED and FAILED are history.
 DONE_TASK_STATES = ("FINISHED", "FAILED")
 BUSY_JOB_STATES = ("PENDING", "RUNNING")
@@ -119,9 +122,9 @@ def clock(ts):
 
 
 def stop_stack(settings):
-    """Stops this stack's running instances through EC2: first the autoscaler, so that it launches nothing more; then
-    the workers, terminating those it launched (a stopped one would be forgotten and leak, see ray#6207) and stopping
-    the stack's own; and once they are down, the head."""
+    """Stops this stack's running instances through EC2: first the job archive's last copy, then the autoscaler, so
+    that it launches nothing more; then the workers, terminating those it launched (a stopped one would be forgotten
+    and leak, see ray#6207) and stopping the stack's own; and once they are down, the head."""
     import boto3  # installed into Ray's venv by install-autostop.sh
 
     ec2 = boto3.client("ec2", region_name=settings["REGION"])
@@ -137,6 +140,14 @@ def stop_stack(settings):
         return sorted(((i["InstanceId"], any(t["Key"] == ELASTIC_TAG and t["Value"] == "true" for t in i.get("Tags", [])))
                        for page in pages for r in page["Reservations"] for i in r["Instances"]))
 
+    # Every ended job's log and record go to the results bucket first (job_archive.py): once the head stops, Ray's
+    # own copy is out of reach, and after a destroy it is gone. A failed copy is logged and does not keep the stack up.
+    try:
+        archived = subprocess.run([ARCHIVE_COMMAND, "archive"], capture_output=True, text=True, timeout=ARCHIVE_BOUND_SECONDS)
+        for line in (archived.stdout + archived.stderr).strip().splitlines():
+            log(f"job archive: {line}")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        log(f"job archive: the last copy of job logs did not finish ({type(e).__name__}); stopping anyway")
     stopped = subprocess.run(["sudo", "-n", "systemctl", "stop", "ray-autoscaler.service"], capture_output=True, text=True)
     if stopped.returncode != 0:
         log(f"could not stop the autoscaler ({stopped.stderr.strip()}); it may launch workers until the head stops")

@@ -3,14 +3,15 @@
 # elastic groups' workers; idempotent, and restarts the autoscaler only when something changed. It lays out:
 #   ~/.ray-cluster/autoscaler.yaml      the config the stack rendered (JSON is YAML), Ray reads it on every update
 #   ~/.ray-cluster/autoscaler-key       the key the autoscaler logs in to launched workers with (from stdin)
-#   ~/.ray-cluster/elastic/             what it syncs to each launched worker: the stack's node scripts and the token
+#   ~/.ray-cluster/elastic/             what it syncs to each launched worker: the stack's node scripts, the token and
+#                                       the job environment (job.env, stack.json)
 # and installs into Ray's venv the AWS SDK the autoscaler's EC2 node provider needs, and the scorer with which it falls
 # back to another elastic group when EC2 refuses one (ray_cluster_scorer.py).
 # Usage: install-autoscaler.sh --config JSON [--installer uv|pip] [--index-url URL] [--venv DIR] < PRIVATE_KEY
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=install-autoscaler
-AWS_SDK_REQUIREMENTS=$(cat "$(dirname "${BASH_SOURCE[0]}")/autostop-requirements.txt")
+AWS_SDK_REQUIREMENTS=$(cat "$(dirname "${BASH_SOURCE[0]}")/boto3-requirements.txt")
 LIB_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/lib.sh")
 JOIN_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/join-cluster.sh")
 PREPARE_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/prepare-node.sh")
@@ -19,6 +20,7 @@ FETCH_UV_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/fetch_uv.py")
 START_WORKER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/start-worker.sh")
 WORKER_UNIT_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-worker.service")
 RUNNER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-node-run.sh")
+JOB_ENV_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/install-job-env.sh")
 SCORER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray_cluster_scorer.py")
 
 config="" installer=uv index_url="" venv=$RAY_VENV_DEFAULT
@@ -60,6 +62,12 @@ put "${bundle}/fetch_uv.py" 600 "$FETCH_UV_TEXT" && changed=yes
 put "${bundle}/start-worker.sh" 600 "$START_WORKER_TEXT" && changed=yes
 put "${bundle}/ray-worker.service" 600 "$WORKER_UNIT_TEXT" && changed=yes
 put "${bundle}/ray-node-run.sh" 600 "$RUNNER_TEXT" && changed=yes
+put "${bundle}/install-job-env.sh" 600 "$JOB_ENV_TEXT" && changed=yes
+# A launched worker's Ray processes see the same region and buckets as the head's (install-job-env.sh).
+for file in job.env stack.json; do
+    [ -f "${RAY_SETTINGS_DIR}/${file}" ] || die "no ${RAY_SETTINGS_DIR}/${file}; run install-job-env.sh first"
+    put "${bundle}/${file}" 600 "$(cat "${RAY_SETTINGS_DIR}/${file}")" && changed=yes
+done
 put "${bundle}/auth_token" 600 "$(cat "${HOME}/.ray/auth_token")" && changed=yes
 put "${RAY_STATE_DIR}/autoscaler-key" 600 "$key" && changed=yes
 # The monitor imports the scorer that falls back from a refused node type from Ray's venv (ray-node-run.sh names it).

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs ray[default] at an exact version into a virtual environment; a no-op when that install is complete.
+# Installs ray[default,data] at an exact version into a virtual environment; a no-op when that install is complete.
+# The data extra (pyarrow, pandas) is what Ray Data reads and writes the pipeline's buckets with.
 # With uv (the default) it needs only python3 and the package index: uv itself comes from the index.
 # Usage: install-ray.sh --version X.Y.Z [--installer uv|pip] [--index-url URL] [--venv DIR]
 # shellcheck source=lib.sh
@@ -22,7 +23,7 @@ if ! { [ -n "$version" ]; }; then
 fi
 case $installer in uv|pip) ;; *) die "--installer must be uv or pip, got '${installer}'" ;; esac
 
-requirement="ray[default]==${version}"
+requirement="ray[default,data]==${version}"
 marker="${venv}/.ray-cluster-installed"
 # The marker is written last, so it names only an install that finished.
 if state_matches "$marker" "$requirement"; then

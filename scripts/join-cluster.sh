@@ -37,6 +37,7 @@ name="${group}-${node_ip//./-}"
 bash "${here}/prepare-node.sh" --hostname "$name" --ip "$node_ip" --head "$head_ip" --timeout "$timeout_s"
 bash "${here}/install-ray.sh" --version "$version" --installer "$installer" \
     ${index_url:+--index-url "$index_url"}
+bash "${here}/install-job-env.sh" --env "$(cat "${here}/job.env")" --stack-json "$(cat "${here}/stack.json")"
 token="${here}/auth_token"
 if [ -f "$token" ]; then
     bash "${here}/start-worker.sh" --version "$version" --node-ip "$node_ip" --address "${head_ip}:${port}" \

@@ -23,6 +23,8 @@ export interface RayClusterArgs extends SshAccess {
     headSchedulable: boolean;
     /** The elastic groups, whose bounds and current node count the status reports. */
     elasticGroups: Array<{ name: string; minCount: number; maxCount: number }>;
+    /** What else must be on a node before its Ray starts, such as the environment its processes inherit. */
+    startAfter?: (node: RayNode) => pulumi.Resource[];
 }
 
 /** Seconds SSH waits for one connection attempt; attempts repeat until the bootstrap's bound is spent. */
@@ -157,7 +159,7 @@ export class RayCluster extends pulumi.ComponentResource {
                 ...(args.headSchedulable ? [] : ["--num-cpus", "0"]),
             ])),
             { stdin: this.authToken, delete: stopRay },
-            [headSteps.install], true);
+            [headSteps.install, ...(args.startAfter?.(args.head) ?? [])], true);
 
         const workerStarts = args.workers.map((worker, i) => run(`${workerSteps[i].prefix}-start`, worker,
             pulumi.all([worker.privateIp, headAddress]).apply(([ip, address]) => scriptCommand(
@@ -168,7 +170,7 @@ export class RayCluster extends pulumi.ComponentResource {
             )),
             // A new head instance is a new cluster: every worker must leave the old one and join it.
             { stdin: this.authToken, delete: stopRay, triggers: [args.head.instance.id] },
-            [workerSteps[i].install, headStart], true));
+            [workerSteps[i].install, headStart, ...(args.startAfter?.(worker) ?? [])], true));
 
         const expected = pulumi.all([args.head, ...args.workers].map((node) =>
             node.privateIp.apply((ip) => `${node.name}=${ip}`)));

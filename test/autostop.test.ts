@@ -147,8 +147,8 @@ describe("spot workers under mocks", () => {
 });
 
 describe("autostop's stop, against moto's EC2", () => {
-    test("it stops the autoscaler first, terminates the workers Ray launched, stops the stack's own, the head last, " +
-        "and leaves another stack alone", (t) => {
+    test("it copies the ended jobs' logs first, then stops the autoscaler, terminates the workers Ray launched, stops " +
+        "the stack's own, the head last, and leaves another stack alone", (t) => {
         if (!fs.existsSync(EC2_EMULATOR_PYTHON) && process.env.RAY_CLUSTER_TEST_MODE === "quick") {
             t.skip("the EC2 emulator is not installed (bash tools/ec2-emulator.sh); npm test installs it");
             return;
@@ -163,7 +163,7 @@ import autostop
 commands = []
 def fake_run(command, **kwargs):
     commands.append(command)
-    return subprocess.CompletedProcess(command, 0, "", "")
+    return subprocess.CompletedProcess(command, 0, f"ran {' '.join(command)}", "")
 autostop.subprocess.run = fake_run
 stack = {"ray-cluster:project": "ray-cluster", "ray-cluster:stack": "dev"}
 with mock_aws():
@@ -183,8 +183,11 @@ with mock_aws():
         const lines = result.stdout.trim().split("\n");
         const outcome = JSON.parse(lines.pop()!);
         assert.deepEqual(outcome.states, { head: "stopped", worker: "stopped", launched: "terminated", other: "running" });
-        assert.deepEqual(outcome.commands, [["sudo", "-n", "systemctl", "stop", "ray-autoscaler.service"]]);
+        // The job archive's last copy comes before anything stops: the head's logs are out of reach once it is down.
+        assert.deepEqual(outcome.commands, [["/usr/local/bin/ray-cluster-jobs", "archive"], ["sudo", "-n", "systemctl", "stop", "ray-autoscaler.service"]]);
         const log = lines.join("\n");
         assert.ok(log.indexOf("terminating 1 workers the autoscaler launched") < log.indexOf("stopping the head"), log);
+        assert.ok(log.indexOf("job archive: ran /usr/local/bin/ray-cluster-jobs archive") >= 0, log);
+        assert.ok(log.indexOf("job archive: ran") < log.indexOf("terminating 1 workers"), log);
     });
 });

@@ -103,7 +103,7 @@ describe("worker groups under mocks", () => {
 
 describe("worker groups: safe change", () => {
     const groupResources = (node: string) => [`ray-cluster-${node}`, `ray-cluster-${node}-running`,
-        `ray-cluster-${node}-prepare`, `ray-cluster-${node}-install`, `ray-cluster-${node}-start`];
+        `ray-cluster-${node}-prepare`, `ray-cluster-${node}-job-env`, `ray-cluster-${node}-install`, `ray-cluster-${node}-start`];
 
     test("adding a group adds only its nodes and commands; the cluster check re-counts", async () => {
         const d = diffGraphs((await rendered({ workerGroups: [CPU] })).resources, (await rendered({ workerGroups: [CPU, GPU] })).resources);

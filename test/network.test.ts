@@ -102,7 +102,7 @@ describe("private workers under mocks", () => {
             const headHost = connectVia === "public" ? "198.51.100.10" : "10.0.1.10";
             const commands = byType(r, COMMAND).map((c) => ({ name: c.name, connection: reveal(c.inputs).connection }));
             const toWorkers = commands.filter((c) => /-(worker-\d)-/.test(c.name));
-            assert.equal(toWorkers.length, 6, "prepare, install and start on each of 2 workers");
+            assert.equal(toWorkers.length, 8, "prepare, job environment, install and start on each of 2 workers");
             for (const { name, connection } of toWorkers) {
                 assert.match(connection.host, /^10\.0\.2\.1[12]$/, `${name} dials the worker's private IP`);
                 assert.ok(connection.proxy, `${name} has a proxy`);

@@ -13,7 +13,7 @@ async function diff(before: StackConfig, after: StackConfig) {
     return diffGraphs(a.resources, b.resources);
 }
 
-const workerResources = (n: number) => [`ray-cluster-worker-${n}`, `ray-cluster-worker-${n}-install`,
+const workerResources = (n: number) => [`ray-cluster-worker-${n}`, `ray-cluster-worker-${n}-install`, `ray-cluster-worker-${n}-job-env`,
     `ray-cluster-worker-${n}-prepare`, `ray-cluster-worker-${n}-running`, `ray-cluster-worker-${n}-start`];
 
 describe("safe change: the graph a config change produces", () => {
@@ -66,7 +66,7 @@ describe("npm run plan", () => {
             fs.writeFileSync(path.join(dir, "Pulumi.b.yaml"), "config:\n  aws:region: us-east-1\n  ray-cluster:workerCount: 3\n");
             const result = run("--diff", path.join(dir, "Pulumi.a.yaml"), path.join(dir, "Pulumi.b.yaml"));
             assert.equal(result.status, 0, result.stderr);
-            assert.match(result.stdout, /^\+ 0 to add, - 5 to remove, ~ 1 to change \(1 of them replaced\)$/m);
+            assert.match(result.stdout, /^\+ 0 to add, - 6 to remove, ~ 1 to change \(1 of them replaced\)$/m);
             assert.match(result.stdout, /^ {2}- ray-cluster-worker-4-start$/m);
             assert.match(result.stdout, /^ {2}\+- ray-cluster-verify: REPLACED, since triggers cannot change in place \(changes: create, triggers, \(dependencies\)\)$/m);
         } finally {

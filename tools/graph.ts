@@ -82,8 +82,9 @@ const KEY_PROPERTIES: Record<string, string[]> = {
 
 /** The script and arguments of a bootstrap command, without the script's body. */
 export function commandSummary(create: string): string {
-    const match = /' ([a-z-]+\.sh)((?: [^ ]+)*)$/.exec(create);
-    return match ? `${match[1]}${match[2]}` : create.slice(0, 80);
+    // An argument may be quoted and span lines (a file's content): it is shown on one line.
+    const match = /' ([a-z-]+\.sh)((?: (?:'(?:[^']|'\\'')*'|[^ ']+))*)$/.exec(create);
+    return match ? `${match[1]}${match[2].replace(/\s*\n\s*/g, " ")}` : create.slice(0, 80);
 }
 
 /** Commands in an order the engine could run them: each after everything it depends on. */
