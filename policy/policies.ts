@@ -156,6 +156,18 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
                 report("userData contains secret material (a private key, token, password or access key)");
             }
         }),
+    resourcePolicy("node-commands-carry-no-aws-keys",
+        "The commands the stack runs on nodes carry no AWS access keys: jobs get credentials from the instance role " +
+        "through IMDSv2, which refreshes them, and a key written on a node outlives its purpose.", (args, report) => {
+            if (args.type !== "command:remote:Command") {
+                return;
+            }
+            const text = [args.props.create, args.props.update, args.props.stdin, JSON.stringify(args.props.environment ?? {})]
+                .filter((part) => typeof part === "string").join("\n");
+            if (/\b(AKIA|ASIA)[0-9A-Z]{16}\b|AWS_SECRET_ACCESS_KEY\s*=|AWS_SESSION_TOKEN\s*=|aws_secret_access_key\s*=/.test(text)) {
+                report("the command carries an AWS access key; nodes use their instance role's credentials (IMDSv2)");
+            }
+        }),
     resourcePolicy("instance-user-data-offline",
         "User data installs and downloads nothing: apt or a download at boot puts the network and the dpkg lock on " +
         "every boot's critical path, and fails on a node without internet.", (args, report) => {

@@ -10,7 +10,7 @@ SCRIPT_NAME=install-autostop
 AUTOSTOP_PY=$(cat "$(dirname "${BASH_SOURCE[0]}")/autostop.py")
 AUTOSTOP_SERVICE=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-autostop.service")
 AUTOSTOP_TIMER=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-autostop.timer")
-BOTO3_REQUIREMENTS=$(cat "$(dirname "${BASH_SOURCE[0]}")/boto3-requirements.txt")
+AWS_SDK_REQUIREMENTS=$(cat "$(dirname "${BASH_SOURCE[0]}")/boto3-requirements.txt")
 
 idle_minutes="" region="" project="" stack="" head_id="" gcs_address="" dashboard_url=""
 installer=uv index_url="" venv=$RAY_VENV_DEFAULT
@@ -36,8 +36,8 @@ done
 
 # shellcheck disable=SC2086 # one requirement per word
 if ! "${venv}/bin/python" -c 'import boto3' 2>/dev/null; then
-    venv_install "$venv" "$installer" "$index_url" $BOTO3_REQUIREMENTS \
-        || die "could not install ${BOTO3_REQUIREMENTS} from ${index_url:-PyPI} with ${installer}"
+    venv_install "$venv" "$installer" "$index_url" $AWS_SDK_REQUIREMENTS \
+        || die "could not install ${AWS_SDK_REQUIREMENTS} from ${index_url:-PyPI} with ${installer}"
 fi
 
 changed=no

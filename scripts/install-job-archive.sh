@@ -8,7 +8,7 @@
 SCRIPT_NAME=install-job-archive
 ARCHIVE_PY=$(cat "$(dirname "${BASH_SOURCE[0]}")/job_archive.py")
 ARCHIVE_SERVICE=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-job-archive.service")
-BOTO3_REQUIREMENTS=$(cat "$(dirname "${BASH_SOURCE[0]}")/boto3-requirements.txt")
+AWS_SDK_REQUIREMENTS=$(cat "$(dirname "${BASH_SOURCE[0]}")/boto3-requirements.txt")
 
 dashboard_url="" gcs_address="" installer=uv index_url="" venv=$RAY_VENV_DEFAULT
 while [ $# -gt 0 ]; do
@@ -29,8 +29,8 @@ done
 
 # shellcheck disable=SC2086 # one requirement per word
 if ! "${venv}/bin/python" -c 'import boto3' 2>/dev/null; then
-    venv_install "$venv" "$installer" "$index_url" $BOTO3_REQUIREMENTS \
-        || die "could not install ${BOTO3_REQUIREMENTS} from ${index_url:-PyPI} with ${installer}"
+    venv_install "$venv" "$installer" "$index_url" $AWS_SDK_REQUIREMENTS \
+        || die "could not install ${AWS_SDK_REQUIREMENTS} from ${index_url:-PyPI} with ${installer}"
 fi
 
 changed=no

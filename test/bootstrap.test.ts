@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, test } from "node:test";
-import { inlinedScript, readScript } from "../src/scripts";
+import { inlinedScript, readScript, SCRIPTS_DIR, SOURCE_LIB_LINE } from "../src/scripts";
 import { byName, byType, Rendered, render, reveal } from "../tools/render";
 
 const commands = (r: Rendered) => byType(r, "command:remote:Command");
@@ -93,6 +93,18 @@ describe("node scripts", () => {
             }
             const settings = text.split("\n").filter((line) => !line.startsWith("#"));
             assert.ok(!settings.some((line) => /token/i.test(line)), `${unit} sets a token`);
+        }
+    });
+
+    test("every node script has each sibling file it reads inlined, so it runs on a node with no scripts/", () => {
+        const scripts = fs.readdirSync(SCRIPTS_DIR).filter((f) => f.endsWith(".sh") && readScript(f).includes(SOURCE_LIB_LINE));
+        assert.ok(scripts.length >= 10, scripts.join(" "));
+        for (const script of scripts) {
+            // A script may carry other scripts' text for a node to run (the autoscaler's bundle): only its own reads count.
+            const lines = inlinedScript(script).split("\n");
+            for (const read of readScript(script).split("\n").filter((line) => /^[A-Za-z0-9_]+=\$\(cat "\$\(dirname "\$\{BASH_SOURCE/.test(line))) {
+                assert.ok(!lines.includes(read), `${script} still reads a sibling file: ${read}`);
+            }
         }
     });
 

@@ -5,7 +5,10 @@
  * login user cloud-init created. Then the hosts reboot, power off and crash, and the cluster must come back alone.
  */
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
 import * as http from "node:http";
+import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { NODE_USER_DATA } from "../src/nodes";
 import { scriptCommand } from "../src/scripts";
@@ -14,6 +17,8 @@ import { eventually } from "./harness/eventually";
 import { destroyPlan } from "./harness/destroy";
 import { Ec2Emulator } from "./harness/ec2-emulator";
 import { SecurityGroupFirewall, stackFirewall } from "./harness/firewall";
+import { serveInstanceMetadata } from "./harness/instance-metadata";
+import { instanceRole, REGION, S3Emulator } from "./harness/s3-emulator";
 import { BootedHosts, describeOnBootedHosts, LOGIN_USER, OUTSIDER, THIS_MACHINE } from "./harness/machines";
 import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
 
@@ -25,6 +30,9 @@ const NODES = ["headnode", "worker-1", "gpu-1"];
 const GROUP_OF: Record<string, string> = { headnode: "headnode", "worker-1": "worker", "gpu-1": "gpu" };
 const hosts = new BootedHosts({ headnode: 11, "worker-1": 12, "gpu-1": 13 });
 const ec2 = new Ec2Emulator();
+const s3 = new S3Emulator();
+/** A bucket in the same account that is not the stack's: the nodes' role must not reach it. */
+const OTHER_BUCKET = "another-team-data";
 /** The stack's config in this test; autostop's idle bound is its shortest, one minute. */
 const STACK_CONFIG = {
     bootstrapTimeoutSeconds: TIMEOUT_SECONDS,
@@ -44,15 +52,24 @@ let rendered: Rendered;
 /** The stack's security groups, enforced on every host from its first boot. */
 let firewall: SecurityGroupFirewall;
 const log: Array<{ name: string; start: number; end: number; stdout: string; stderr: string }> = [];
+const failedCommands: string[] = [];
 
 /**
- * What AWS gives the head and the test replaces: the EC2 endpoint and credentials (instead of the instance
- * profile), a check every 15 s, and a hold until the autostop tests, so that the reboot tests run undisturbed.
+ * What the test adds on every node: the address of the S3 emulator, for every service (a top-level drop-in).
+ * Credentials are not among it: each node gets its role's from its instance metadata, as on EC2.
+ */
+function nodeTestFiles(): Record<string, string> {
+    return { "etc/systemd/system/service.d/s3-endpoint.conf": `[Service]\nEnvironment=AWS_ENDPOINT_URL_S3=${s3.endpoint}\n` };
+}
+
+/**
+ * What the test adds on the head besides: the EC2 endpoint (credentials come from its instance metadata, as the
+ * instance profile's), a check every 15 s, and a hold until the autostop tests, so that the reboot tests run undisturbed.
  */
 function headTestFiles(): Record<string, string> {
     return {
-        "etc/systemd/system/ray-autostop.service.d/ec2-emulator.conf": "[Service]\n" +
-            `Environment=AWS_ENDPOINT_URL=${ec2.endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n`,
+        ...nodeTestFiles(),
+        "etc/systemd/system/ray-autostop.service.d/ec2-emulator.conf": `[Service]\nEnvironment=AWS_ENDPOINT_URL_EC2=${ec2.endpoint}\n`,
         // One empty assignment resets all of the timer's triggers, of every kind; then both are set again.
         "etc/systemd/system/ray-autostop.timer.d/test-interval.conf":
             `[Timer]\nOnActiveSec=\nOnActiveSec=${CHECK_SECONDS}s\nOnUnitActiveSec=${CHECK_SECONDS}s\n`,
@@ -94,6 +111,86 @@ async function statusNodes(): Promise<string[]> {
 
 const smokeJob = () => hosts.smokeJob(NODES.length);
 
+/** Rows of the example pipeline's raw data here: enough for every stage to split across nodes, quick on 2 cores. */
+const PIPELINE_ROWS = 20000;
+/** The submission ids of the pipeline runs, in order. */
+const pipelineJobs: string[] = [];
+/** The job that ends while the job archive's watcher is stopped, just before autostop stops the stack. */
+let jobBeforeStop = "";
+
+/** The stack's outputs as `pulumi stack output --json --show-secrets` prints them, which `npm run job` reads. */
+function outputsFile(): string {
+    const file = path.join(hosts.state, "outputs.json");
+    if (!fs.existsSync(file)) {
+        fs.writeFileSync(file, JSON.stringify(reveal(rendered.outputs)));
+    }
+    return file;
+}
+
+/**
+ * `npm run --silent job -- ARGS` as the user's laptop runs it: the stack's outputs, no Ray installed (uv installs
+ * the client into a cache of its own, from the test's package index) and no AWS credentials but ENV's.
+ */
+function laptopJob(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string; seconds: number } {
+    const began = Date.now();
+    const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("AWS_"))) as Record<string, string>;
+    const result = spawnSync("npm", ["run", "--silent", "job", "--", ...args], {
+        cwd: path.join(__dirname, ".."), encoding: "utf8", timeout: 600_000,
+        env: { ...base, RAY_CLUSTER_STACK_OUTPUTS: outputsFile(), RAY_CLUSTER_CACHE: path.join(hosts.state, "laptop-cache"),
+            UV_DEFAULT_INDEX: hosts.indexUrl, ...env },
+    });
+    return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr, seconds: (Date.now() - began) / 1000 };
+}
+
+/** The submission id `npm run job -- submit` reported. */
+function submissionId(run: { stderr: string }): string {
+    const id = /submitted (raysubmit_\w+)/.exec(run.stderr)?.[1];
+    assert.ok(id, run.stderr);
+    return id;
+}
+
+/** What the example pipeline's latest run left in the buckets, read on the head with its role, as a user's script would. */
+async function pipelineOutputs(): Promise<{ run: string; raw: number; features: number; train: number; test: number;
+    predictions: number; accuracy: number; trainedOn: string[] }> {
+    const { stdout } = await onHost("headnode", `set -a; . /etc/ray-cluster/job.env; set +a; AWS_ENDPOINT_URL_S3=${s3.endpoint} ~/ray-venv/bin/python - <<'PY'
+import json, os
+import numpy as np, pyarrow.csv as pacsv, pyarrow.dataset as ds, pyarrow.fs as pafs
+fs = pafs.S3FileSystem(region=os.environ["AWS_REGION"], endpoint_override=os.environ["AWS_ENDPOINT_URL_S3"])
+read = lambda path: fs.open_input_stream(path).read()
+metrics = json.loads(read(os.environ["RAY_CLUSTER_RESULTS_BUCKET"] + "/metrics/latest.json"))
+paths = metrics["paths"]
+rows = lambda path: ds.dataset(path, filesystem=fs, format="parquet").count_rows()
+test = ds.dataset(paths["training"] + "/test", filesystem=fs, format="parquet").to_table()
+model = json.loads(read(paths["model"]))
+x = (np.column_stack([test[f].to_numpy() for f in model["features"]]) - model["mean"]) / model["std"]
+p = 1 / (1 + np.exp(-(x @ np.asarray(model["weights"]) + model["bias"])))
+print(json.dumps({"run": metrics["run"], "raw": pacsv.read_csv(fs.open_input_stream(paths["raw"])).num_rows,
+    "features": rows(paths["features"]), "train": rows(paths["training"] + "/train"), "test": test.num_rows,
+    "predictions": rows(paths["predictions"]), "accuracy": float(np.mean((p > 0.5) == test["churned"].to_numpy())),
+    "trainedOn": model["trainedOn"]}))
+PY`);
+    return JSON.parse(stdout.trim().split("\n").pop()!);
+}
+
+/** A job's record and driver log in the results bucket, once the head has copied them there (bounded). */
+async function archived(id: string): Promise<{ record: Record<string, any>; log: string }> {
+    const results = (rendered.outputs.bucketNames as Record<string, string>).results;
+    return eventually({ what: `job ${id}'s record in s3://${results}/ray-jobs/`, timeoutSeconds: 90, intervalSeconds: 2 }, async (last) => {
+        const out = JSON.parse(s3.python("-c", `
+import boto3, json
+s3 = boto3.client("s3")
+try:
+    record = json.loads(s3.get_object(Bucket="${results}", Key="ray-jobs/${id}/job.json")["Body"].read())
+    log = s3.get_object(Bucket="${results}", Key="ray-jobs/${id}/driver.log")["Body"].read().decode()
+    print(json.dumps({"record": record, "log": log}))
+except s3.exceptions.NoSuchKey:
+    print("{}")
+`));
+        last(JSON.stringify(out).slice(0, 200));
+        return out.record ? out : undefined;
+    });
+}
+
 function assertSmokeRanEverywhere(stdout: string): void {
     assert.match(stdout, /tasks ran on 3 of 3 expected nodes/);
     for (const node of NODES) {
@@ -134,6 +231,7 @@ describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, (
     before(async () => {
         hosts.up();
         ec2.start(hosts.state);
+        s3.start(hosts.state);
         otherStackInstance = ec2.runInstance({ "ray-cluster:project": "ray-cluster", "ray-cluster:stack": "other", Name: "headnode" });
         firewall = await stackFirewall({ ...STACK_CONFIG, packageIndexUrl: hosts.indexUrl }, (node) => hosts.addresses(node));
         const t0 = Date.now();
@@ -143,16 +241,28 @@ describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, (
             // Creating an instance registers it with EC2 and powers on a machine with its own user data, as EC2 does.
             launchInstance: async (node, inputs) => {
                 instanceIds[node] = ec2.runInstance(inputs.tags);
-                hosts.launch(node, inputs.userData, firewall, node === "headnode" ? headTestFiles() : {});
+                hosts.launch(node, inputs.userData, firewall, node === "headnode" ? headTestFiles() : nodeTestFiles());
                 return instanceIds[node];
             },
             runCommand: async (inputs, name) => {
                 const start = Date.now() - t0;
-                const result = await hosts.namingBlocked(NODES, () => runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name));
+                // A command the program's outputs do not wait for fails without failing the render: it is kept here.
+                const result = await hosts.namingBlocked(NODES, () => runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name))
+                    .catch((e: Error) => {
+                        failedCommands.push(`${name}: ${e.message}`);
+                        throw e;
+                    });
                 log.push({ name, start, end: Date.now() - t0, stdout: result.stdout, stderr: result.stderr });
                 return result;
             },
         });
+        // EC2 hands each instance the credentials of the role its own instance profile names, through IMDS.
+        const credentials = s3.provision(rendered, [OTHER_BUCKET]);
+        for (const node of NODES) {
+            const role = instanceRole(rendered, node);
+            serveInstanceMetadata(hosts, node, { instanceId: instanceIds[node], privateIp: hosts.nodeIp(node), region: REGION, role,
+                credentials: credentials[role], metadataOptions: reveal(byName(rendered, `ray-cluster-${node}`).inputs).metadataOptions });
+        }
     });
 
     after(() => {
@@ -165,6 +275,7 @@ describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, (
 
     test("the bootstrap succeeds as cloud-init's user and the verify step reports head + 2 workers", () => {
         assert.equal(rendered.error, undefined, String(rendered.error?.stack));
+        assert.deepEqual(failedCommands, []);
         const status = rendered.outputs.rayClusterStatus;
         assert.equal(status.aliveNodes, 3);
         assert.deepEqual(status.nodes.map((n: { name: string }) => n.name), NODES);
@@ -227,6 +338,183 @@ describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, (
 
     test("the smoke job ran tasks on all 3 hosts", async () => {
         assertSmokeRanEverywhere(await smokeJob());
+    });
+
+    test("the head runs the job archive as an enabled service, with the AWS SDK in Ray's venv", async () => {
+        await eventually({ what: "ray-job-archive.service active on the head", timeoutSeconds: 120, intervalSeconds: 2 }, async (last) => {
+            const { stdout } = await onHost("headnode", "systemctl is-enabled ray-job-archive; systemctl is-active ray-job-archive; " +
+                "~/ray-venv/bin/python -c 'import boto3; print(\"boto3\", boto3.__version__)' 2>&1 | tail -1; cat /etc/ray-cluster/job-archive.env");
+            last(stdout);
+            return /^enabled\nactive\nboto3 \d/.test(stdout) ? stdout : undefined;
+        });
+        const { stdout } = await onHost("headnode", "journalctl -u ray-job-archive --no-pager -o cat | head -5");
+        assert.match(stdout, /copying each job that ends to the results bucket, looking every 5s/);
+    });
+
+    test("every node's Ray processes see the region and the four buckets, and no AWS key is on any node", async () => {
+        const buckets = rendered.outputs.bucketNames as Record<string, string>;
+        const served = Object.values(JSON.parse(fs.readFileSync(path.join(hosts.state, "hosts", "headnode", "imds.json"), "utf8"))
+            .metadata.values["iam-security-credentials"] as Record<string, string>);
+        for (const node of NODES) {
+            // What a task inherits: the raylet's environment, which every worker process it starts gets.
+            const { stdout } = await onHost(node, "sudo cat /proc/$(pgrep -o -x raylet)/environ | tr '\\0' '\\n'; echo ---; cat /etc/ray-cluster/stack.json");
+            const [environ, stackFile] = stdout.split("\n---\n");
+            const env = Object.fromEntries(environ.split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+            assert.equal(env.AWS_REGION, REGION, node);
+            assert.equal(env.AWS_DEFAULT_REGION, REGION, node);
+            assert.deepEqual([env.RAY_CLUSTER_STAGING_DATA_BUCKET, env.RAY_CLUSTER_FEATURE_STORE_BUCKET, env.RAY_CLUSTER_MODEL_STORE_BUCKET,
+                env.RAY_CLUSTER_RESULTS_BUCKET], [buckets.stagingData, buckets.featureStore, buckets.modelStore, buckets.results], node);
+            assert.equal(env.RAY_CLUSTER_JOB_LOGS, `s3://${buckets.results}/ray-jobs/`);
+            assert.deepEqual(JSON.parse(stackFile), { region: REGION, buckets, jobLogs: { bucket: buckets.results, prefix: "ray-jobs/" } });
+            // No key anywhere a process, a unit or the login user keeps one: the role's credentials live in IMDS only.
+            const keys = await onHost(node, "sudo sh -c 'cat /proc/[0-9]*/environ 2>/dev/null | tr \"\\0\" \"\\n\" | grep -E \"^AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)=\"; " +
+                "grep -rlIE \"AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)|aws_access_key_id|(AKIA|ASIA)[A-Z0-9]{16}\" /etc/systemd /etc/ray-cluster /etc/environment " +
+                "/home/ubuntu /root --exclude-dir=ray-venv --exclude-dir=.cache 2>/dev/null; " +
+                `grep -rlF -e ${served[1]} -e ${served[2]} /etc /home/ubuntu /root /tmp/ray --exclude-dir=ray-venv 2>/dev/null; true'`);
+            assert.equal(keys.stdout.trim(), "", `${node} keeps an AWS key: ${keys.stdout}`);
+        }
+    });
+
+    test("npm run job submits the example pipeline through a tunnel with the token, and every bucket holds its part", async () => {
+        const run = laptopJob(["submit", "examples/pipeline", "--", "python", "pipeline.py", "--rows", String(PIPELINE_ROWS)]);
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        const token = command("ray-cluster-headnode-start").stdin!;
+        assert.ok(!run.stdout.includes(token) && !run.stderr.includes(token), "npm run job printed the token");
+        pipelineJobs.push(submissionId(run));
+        const metrics = JSON.parse(run.stdout.trim().split("\n").filter((l) => l.startsWith("{\"run\"")).pop()!);
+        const found = await pipelineOutputs();
+        assert.equal(found.run, metrics.run, "the results bucket's latest metrics are this run's");
+        assert.equal(found.raw, PIPELINE_ROWS);
+        assert.equal(found.features, PIPELINE_ROWS);
+        assert.equal(found.test, PIPELINE_ROWS * 0.2);
+        assert.equal(found.train + found.test, PIPELINE_ROWS);
+        assert.equal(found.predictions, found.test);
+        // The model loads and scores the test split as the job said, well above a coin's toss.
+        assert.ok(Math.abs(found.accuracy - metrics.accuracy) < 1e-9, `recomputed ${found.accuracy}, job said ${metrics.accuracy}`);
+        assert.ok(metrics.accuracy > 0.75 && metrics.accuracy < 1, `accuracy ${metrics.accuracy}`);
+        assert.ok(metrics.logLoss > 0 && metrics.logLoss < 0.6, `log loss ${metrics.logLoss}`);
+        assert.ok(found.trainedOn.length >= 2, `trained on ${found.trainedOn.join(", ")} only`);
+        for (const host of found.trainedOn) {
+            assert.ok(NODES.includes(host), host);
+        }
+        // Workers reached the buckets with their role's credentials through IMDSv2's token handshake.
+        for (const node of ["worker-1", "gpu-1"]) {
+            const imds = fs.readFileSync(path.join(hosts.state, "hosts", node, "imds.log"), "utf8");
+            assert.match(imds, /Token validated!/, node);
+            assert.match(imds, /security-credentials/, node);
+        }
+    });
+
+    test("a second run adds a version of the model, and the README's restore brings the first back", async () => {
+        const run = laptopJob(["submit", "examples/pipeline", "--", "python", "pipeline.py", "--rows", String(PIPELINE_ROWS)]);
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        pipelineJobs.push(submissionId(run));
+        const results = (rendered.outputs.bucketNames as Record<string, string>).results;
+        const versions = JSON.parse(s3.python("-c", `
+import boto3, json
+s3 = boto3.client("s3")
+key = "models/pipeline/model.json"
+versions = sorted(s3.list_object_versions(Bucket="${results}", Prefix=key)["Versions"], key=lambda v: v["LastModified"])
+runs = [json.loads(s3.get_object(Bucket="${results}", Key=key, VersionId=v["VersionId"])["Body"].read())["run"] for v in versions]
+# The README's restore: copy the first version over the object, which adds it again as the newest.
+s3.copy_object(Bucket="${results}", Key=key, CopySource={"Bucket": "${results}", "Key": key, "VersionId": versions[0]["VersionId"]})
+print(json.dumps({"runs": runs, "now": json.loads(s3.get_object(Bucket="${results}", Key=key)["Body"].read())["run"],
+                  "count": len(s3.list_object_versions(Bucket="${results}", Prefix=key)["Versions"])}))
+`));
+        assert.equal(versions.runs.length, 2, JSON.stringify(versions));
+        assert.notEqual(versions.runs[0], versions.runs[1]);
+        assert.equal(versions.now, versions.runs[0], "the restored model is the first run's");
+        assert.equal(versions.count, 3);
+    });
+
+    test("each job's driver log and record are in the results bucket, with its status, times and nodes", async () => {
+        const results = (rendered.outputs.bucketNames as Record<string, string>).results;
+        for (const id of pipelineJobs) {
+            const { record, log: driverLog } = await archived(id);
+            assert.equal(record.submissionId, id);
+            assert.equal(record.status, "SUCCEEDED");
+            assert.match(record.entrypoint, /^python pipeline\.py --rows \d+$/);
+            assert.ok(Date.parse(record.startTime) <= Date.parse(record.endTime), JSON.stringify(record));
+            assert.equal(record.driverLog, `s3://${results}/ray-jobs/${id}/driver.log`);
+            const ips = record.nodes.map((n: { ip: string }) => n.ip).sort();
+            assert.ok(ips.length >= 2, JSON.stringify(record.nodes));
+            for (const ip of ips) {
+                assert.ok(NODES.map((n) => hosts.nodeIp(n)).includes(ip), ip);
+            }
+            assert.match(driverLog, /5\. accuracy 0\.\d+/);
+        }
+    });
+
+    test("a job that writes to a bucket outside the stack fails with AccessDenied in its own log; nothing else is affected", async () => {
+        const before = await clusterWhole();
+        const dir = fs.mkdtempSync(path.join(hosts.state, "escape-"));
+        fs.writeFileSync(path.join(dir, "escape.py"), `import os, boto3
+s3 = boto3.client("s3")
+s3.put_object(Bucket=os.environ["RAY_CLUSTER_RESULTS_BUCKET"], Key="escape/allowed.txt", Body=b"inside the stack")
+print("wrote to the stack's results bucket")
+s3.put_object(Bucket="${OTHER_BUCKET}", Key="escape.txt", Body=b"outside the stack")
+print("wrote outside the stack")
+`);
+        const run = laptopJob(["submit", dir, "--", "python", "escape.py"]);
+        assert.equal(run.code, 1, run.stderr + run.stdout);
+        assert.match(run.stdout, /wrote to the stack's results bucket/);
+        assert.match(run.stdout, /An error occurred \(AccessDenied\) when calling the PutObject operation/);
+        assert.doesNotMatch(run.stdout, /wrote outside the stack/);
+        assert.match(run.stderr, /raysubmit_\w+ FAILED/);
+        assert.equal(s3.python("-c", `import boto3; print(boto3.client("s3").list_objects_v2(Bucket="${OTHER_BUCKET}").get("KeyCount", 0))`), "0");
+        const { record } = await archived(submissionId(run));
+        assert.equal(record.status, "FAILED");
+        assert.deepEqual(await clusterWhole(), before, "the cluster was touched");
+    });
+
+    test("npm run job lists, reports and stops a job; a stopped job exits 3 and its record says STOPPED", async () => {
+        const submitted = laptopJob(["submit", "--no-wait", "examples/pipeline", "--", "python", "-c", "import time; time.sleep(600)"]);
+        assert.equal(submitted.code, 0, submitted.stderr);
+        const id = submitted.stdout.trim().split("\n").pop()!;
+        assert.match(id, /^raysubmit_\w+$/);
+        const running = await eventually({ what: `${id} running`, timeoutSeconds: 60, intervalSeconds: 2 }, async (last) => {
+            const status = laptopJob(["status", id]);
+            last(status.stdout + status.stderr);
+            return / RUNNING/.test(status.stdout) ? status : undefined;
+        });
+        assert.equal(running.code, 0);
+        assert.match(laptopJob(["list"]).stdout, new RegExp(`^${id}\\tRUNNING\\tpython -c `, "m"));
+        assert.match(laptopJob(["stop", id]).stdout, new RegExp(`^${id} stop requested$`, "m"));
+        await eventually({ what: `${id} stopped`, timeoutSeconds: 60, intervalSeconds: 2 },
+            async () => (/ STOPPED/.test(laptopJob(["status", id]).stdout) ? true : undefined));
+        assert.equal((await archived(id)).record.status, "STOPPED");
+        // A job that ends stopped makes submit exit 3, so scripts can tell it from a failure.
+        const stoppedWhileWatched = laptopJob(["submit", "examples/pipeline", "--", "python", "-c",
+            "import time; from ray.job_submission import JobSubmissionClient as C; c = C('http://127.0.0.1:8265'); " +
+            "[c.stop_job(j.submission_id) for j in c.list_jobs() if 'stop-me' in j.entrypoint and j.status == 'RUNNING']; " +
+            "time.sleep(60)", "stop-me"]);
+        assert.equal(stoppedWhileWatched.code, 3, stoppedWhileWatched.stderr);
+    });
+
+    test("with a tunnel already open, npm run job reuses it", async () => {
+        const tunnel = await hosts.tunnel("headnode", 8265, 8265);
+        try {
+            const list = laptopJob(["list"]);
+            assert.equal(list.code, 0, list.stderr);
+            assert.match(list.stderr, /using the tunnel already open on localhost:8265/);
+            assert.match(list.stdout, new RegExp(`^${pipelineJobs[0]}\\tSUCCEEDED\\tpython pipeline\\.py`, "m"));
+        } finally {
+            tunnel.close();
+        }
+    });
+
+    test("submit with no way to the head says so in one line, names the fix, and does not hang", () => {
+        const outputs = JSON.parse(fs.readFileSync(outputsFile(), "utf8"));
+        // An address on the test's own bridge where no host answers: as a stopped head, or a wrong network.
+        outputs.sshConfig = outputs.sshConfig.replace(/HostName \S+/g, "HostName 10.213.0.99");
+        const unreachable = path.join(hosts.state, "outputs-unreachable.json");
+        fs.writeFileSync(unreachable, JSON.stringify(outputs));
+        const run = laptopJob(["submit", "examples/pipeline", "--", "python", "pipeline.py"], { RAY_CLUSTER_STACK_OUTPUTS: unreachable });
+        assert.equal(run.code, 2);
+        const lines = run.stderr.trim().split("\n");
+        assert.equal(lines.length, 1, run.stderr);
+        assert.match(lines[0], /^ray-cluster job: error: cannot reach headnode over SSH \(.*\)\. If the cluster is stopped, `pulumi up` starts it; otherwise check the ssh config/);
+        assert.ok(run.seconds < 40, `took ${run.seconds}s`);
     });
 
     test("every node carries its group as a Ray label, and rayClusterStatus counts the nodes of each group", async () => {
@@ -495,10 +783,13 @@ PY`);
     });
 
     test("a running job keeps the cluster up past the idle bound", async () => {
-        const { stdout } = await onHost("headnode", "RAY_AUTH_MODE=token ~/ray-venv/bin/ray job submit --no-wait " +
+        // The job archive's watcher is stopped, so that only autostop's own last copy can save this job's log.
+        const { stdout } = await onHost("headnode", "sudo systemctl stop ray-job-archive && " +
+            "RAY_AUTH_MODE=token ~/ray-venv/bin/ray job submit --no-wait " +
             "--address http://127.0.0.1:8265 -- python -c 'import time; time.sleep(90)' && ray-cluster-autostop release");
         const job = /'(raysubmit_\w+)'/.exec(stdout)?.[1];
         assert.ok(job, stdout);
+        jobBeforeStop = job;
         const released = Date.now() / 1000;
         // No SSH session while the job runs: the job alone must keep the cluster up.
         await sleep(95);
@@ -549,6 +840,21 @@ PY`);
         }
         assert.equal(states[otherStackInstance].state, "running", "another stack's instance was left alone");
         assert.ok(ec2.calls(...POWER_ACTIONS).every((c) => !c.instanceIds!.includes(otherStackInstance)));
+        // The job that ended while the archive's watcher was stopped was copied by autostop, before anything stopped.
+        const { record } = await archived(jobBeforeStop);
+        assert.equal(record.status, "SUCCEEDED");
+        assert.ok(Date.parse(record.archivedAt) / 1000 <= stops[0].at, `copied at ${record.archivedAt}, first stop at ${stops[0].at}`);
+    });
+
+    test("with the head powered off, npm run job -- logs reads a job's log from the results bucket", () => {
+        const run = laptopJob(["logs", pipelineJobs[0]], s3.adminEnv());
+        assert.equal(run.code, 0, run.stderr);
+        assert.match(run.stdout, /5\. accuracy 0\.\d+/);
+        assert.match(run.stderr, /cannot reach headnode over SSH.*; reading the copy in the results bucket/);
+        assert.match(run.stderr, new RegExp(`\\(from s3://\\S+/ray-jobs/${pipelineJobs[0]}/driver\\.log`));
+        const unknown = laptopJob(["logs", "raysubmit_unknown"], s3.adminEnv());
+        assert.equal(unknown.code, 4);
+        assert.match(unknown.stderr, /no job raysubmit_unknown in s3:\/\//);
     });
 
     test("pulumi up after the stop starts every instance, and the cluster is whole and verified", async () => {
@@ -627,7 +933,8 @@ PY`);
     test("every command the stack registered was replayed", () => {
         const registered = byType(rendered, "command:remote:Command").map((r) => r.name).sort();
         assert.deepEqual(log.map((e) => e.name).sort(), registered);
-        assert.equal(registered.length, 3 * 3 + 2);
+        // Per node: prepare, job environment, install, start; on the head: the job archive, autostop and verify.
+        assert.equal(registered.length, 3 * 4 + 3);
     });
 
     test("destroy with every host stopped ends at once: the engine skips the node commands' deletes", async () => {

@@ -66,6 +66,11 @@ const BREAKS: Record<string, (resources: RegisteredResource[]) => RegisteredReso
         instance.inputs.userData += "write_files:\n  - path: /home/ubuntu/.ray/auth_token\n    content: abc\n";
         return rs;
     },
+    "node-commands-carry-no-aws-keys": (rs) => {
+        const jobEnv = first(rs, "command:remote:Command", (r) => r.name.endsWith("-job-env"));
+        jobEnv.inputs.create += " --env 'AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG'";
+        return rs;
+    },
     "instance-user-data-offline": (rs) => {
         const instance = first(rs, "aws:ec2/instance:Instance");
         instance.inputs.userData += "package_update: true\npackages:\n  - python3-venv\n";

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # npm test's pretest: makes a fresh Debian or Ubuntu machine ready for the whole suite. As root it installs the
 # missing tools with apt (the ssh client, shellcheck, iproute2, systemd-nspawn, debootstrap and nftables), then fills the
-# wheelhouse, installs the EC2 emulator (moto) and builds the booted hosts' base image once. Without root it installs nothing and says what is
+# wheelhouse, installs the AWS emulators (moto; amazon-ec2-metadata-mock, built with Go) and builds the booted hosts' base image once. Without root it installs nothing and says what is
 # missing; the end-to-end test then refuses with one line, and `npm run test:quick` needs none of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,7 @@ fi
 
 bash tools/wheelhouse.sh
 bash tools/ec2-emulator.sh
+bash tools/metadata-mock.sh
 if [ "$(id -u)" -eq 0 ] && command -v debootstrap >/dev/null 2>&1; then
     echo "setup: booted-host base image at $(bash tools/rootfs.sh)"
 fi

@@ -16,6 +16,10 @@
 #   machines.sh net STATE_DIR WHEELHOUSE                       bridges, package mirror, and an outsider: a namespace
 #                                                              on both bridges (.250) that no security group names
 #   machines.sh ec2 STATE_DIR PYTHON EMULATOR_PY               the EC2 emulator beside the mirror (moto)
+#   machines.sh s3 STATE_DIR PYTHON EMULATOR_PY                S3, IAM and STS beside the mirror (moto), enforcing IAM:
+#                                                              only its first 3 calls go unchecked (the test's admin)
+#   machines.sh imds STATE_DIR NAME BINARY CONFIG v1|v2        the host's instance metadata (amazon-ec2-metadata-mock;
+#                                                              v2: tokens required) at 169.254.169.254:80 in its namespace
 #   machines.sh create STATE_DIR NAME PUBLIC_OCTET PRIVATE_OCTET BASE USER_DATA_FILE PUBLIC_KEY_FILE INSTANCE_ID
 #                                                              an octet of "-" leaves the host off that bridge
 #   machines.sh firewall STATE_DIR NAME RULES_FILE             loads an nftables ruleset into the host's namespace
@@ -34,6 +38,11 @@ MIRROR_NS=rcb-mirror
 MIRROR_OCTET=2
 MIRROR_PORT=8000
 EC2_PORT=5000
+S3_PORT=5001
+# The calls moto's S3, IAM and STS serve before it checks every request's signature and the caller's IAM policies:
+# the test's own admin user, its policy and its key (test/harness/aws_emulator.py admin).
+S3_UNCHECKED_CALLS=3
+IMDS_ADDRESS=169.254.169.254
 MACHINE_PREFIX=rcb-
 HOST_NS_PREFIX=rcb-n-
 OUTSIDER_NS=rcb-outsider
@@ -92,6 +101,34 @@ ec2() {
     echo $! > "${state}/ec2.pid"
     wait_port "${SUBNET}.${MIRROR_OCTET}" "$EC2_PORT"
     echo "http://${SUBNET}.${MIRROR_OCTET}:${EC2_PORT}" > "${state}/ec2-endpoint"
+}
+
+# S3 as the nodes reach it, IAM and the STS that hands out the instance roles' credentials, in the mirror's
+# namespace like the EC2 emulator; a moto of its own, since this one checks every caller's IAM policy.
+s3() {
+    local state=$1 python=$2 emulator=$3
+    ip netns exec "$MIRROR_NS" env INITIAL_NO_AUTH_ACTION_COUNT="$S3_UNCHECKED_CALLS" \
+        "$python" "$emulator" serve --host "${SUBNET}.${MIRROR_OCTET}" --port "$S3_PORT" >"${state}/s3.log" 2>&1 &
+    echo $! > "${state}/s3.pid"
+    wait_port "${SUBNET}.${MIRROR_OCTET}" "$S3_PORT"
+    echo "http://${SUBNET}.${MIRROR_OCTET}:${S3_PORT}" > "${state}/s3-endpoint"
+}
+
+# The link-local metadata address on the host's loopback, served from inside its namespace as EC2's Nitro card
+# serves it: no hop between, and no way to it from any other host.
+imds() {
+    local state=$1 name=$2 binary=$3 config=$4 version=$5
+    local dir="${state}/hosts/${name}" ns tokens=()
+    [ "$version" = v1 ] || tokens=(--imdsv2)
+    ns=$(cat "${dir}/netns")
+    ip -n "$ns" addr replace "${IMDS_ADDRESS}/32" dev lo
+    if [ -f "${dir}/imds.pid" ]; then
+        kill "$(cat "${dir}/imds.pid")" 2>/dev/null || true
+    fi
+    ip netns exec "$ns" "$binary" --config-file "$config" --hostname "$IMDS_ADDRESS" --port 80 "${tokens[@]}" \
+        >"${dir}/imds.log" 2>&1 &
+    echo $! > "${dir}/imds.pid"
+    wait_port_in "$ns" "$IMDS_ADDRESS" 80
 }
 
 # One interface of a namespace on a bridge: IFACE inside with ADDRESS/24, LINK on the bridge's side.
@@ -222,10 +259,13 @@ down() {
     for dir in "${state}"/hosts/*/; do
         [ -d "$dir" ] || continue
         power_off "$state" "$(basename "$dir")" TERM || power_off "$state" "$(basename "$dir")" KILL || true
+        if [ -f "${dir}imds.pid" ]; then
+            kill "$(cat "${dir}imds.pid")" 2>/dev/null || true
+        fi
         umount "${dir}root" 2>/dev/null || true
         [ ! -f "${dir}netns" ] || ip netns del "$(cat "${dir}netns")" 2>/dev/null || true
     done
-    for pidfile in "${state}/mirror.pid" "${state}/ec2.pid"; do
+    for pidfile in "${state}/mirror.pid" "${state}/ec2.pid" "${state}/s3.pid"; do
         if [ -f "$pidfile" ]; then
             kill "$(cat "$pidfile")" 2>/dev/null || true
             rm -f "$pidfile"
@@ -257,7 +297,8 @@ down_net() {
 # A run killed before its cleanup leaves containers, overlay mounts, the mirror and the bridge behind.
 down_stale() {
     local pid
-    for pid in $(pgrep -f "^bash -c .*machine-loop" 2>/dev/null || true) $(pgrep -f "systemd-nspawn .* -M ${MACHINE_PREFIX}" 2>/dev/null || true); do
+    for pid in $(pgrep -f "^bash -c .*machine-loop" 2>/dev/null || true) $(pgrep -f "systemd-nspawn .* -M ${MACHINE_PREFIX}" 2>/dev/null || true) \
+        $(pgrep -f "ec2-metadata-mock .*--hostname ${IMDS_ADDRESS}" 2>/dev/null || true); do
         kill -9 "$pid" 2>/dev/null || true
     done
     awk '$1 == "overlay" && $2 ~ /ray-cluster-e2e-/ { print $2 }' /proc/mounts | while read -r mount; do
@@ -267,6 +308,19 @@ down_stale() {
     if ! grep -q ' /var/tmp/ray-cluster-e2e-' /proc/mounts; then
         rm -rf /var/tmp/ray-cluster-e2e-*
     fi
+}
+
+# wait_port, from inside a namespace.
+wait_port_in() {
+    local ns=$1 address=$2 port=$3
+    for _ in $(seq 1 100); do
+        # shellcheck disable=SC2016 # expanded by the inner bash, from its own arguments
+        if ip netns exec "$ns" bash -c '(exec 3<>"/dev/tcp/$1/$2")' probe "$address" "$port" 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "nothing listens on ${address}:${port} in ${ns} after 10s"
 }
 
 wait_port() {
@@ -283,6 +337,8 @@ wait_port() {
 case ${1:-} in
     net) shift; net "$@" ;;
     ec2) shift; ec2 "$@" ;;
+    s3) shift; s3 "$@" ;;
+    imds) shift; imds "$@" ;;
     create) shift; create "$@" ;;
     start) shift; start "$@" ;;
     firewall) shift; firewall "$@" ;;
