@@ -90,7 +90,7 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         const head = hosts.address("headnode");
         for (const worker of WORKERS) {
             const commands = log.filter((c) => c.name.startsWith(`ray-cluster-${worker}-`));
-            assert.deepEqual(commands.map((c) => c.name.slice(`ray-cluster-${worker}-`.length)).sort(), ["install", "prepare", "start"]);
+            assert.deepEqual(commands.map((c) => c.name.slice(`ray-cluster-${worker}-`.length)).sort(), ["install", "job-env", "prepare", "start"]);
             for (const { name, connection } of commands) {
                 assert.equal(connection.host, hosts.nodeIp(worker), `${name} dials the worker's private address`);
                 assert.equal(connection.proxy?.host, head, `${name} goes through the head`);
