@@ -35,7 +35,11 @@ fi
 
 changed=no
 install_if_changed /usr/local/lib/ray-cluster/job_archive.py 644 "$ARCHIVE_PY" && changed=yes
+# The settings come with the command, so that autostop's call and the service's see the same.
 install_if_changed /usr/local/bin/ray-cluster-jobs 755 "#!/bin/sh
+set -a
+. ${RAY_SETTINGS_DIR}/job-archive.env
+set +a
 RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 exec ${venv}/bin/python /usr/local/lib/ray-cluster/job_archive.py \"\$@\"" \
     && changed=yes
 install_if_changed "${RAY_SETTINGS_DIR}/job-archive.env" 644 "DASHBOARD_URL=${dashboard_url}

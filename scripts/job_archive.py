@@ -3,7 +3,8 @@
   watch     every few seconds, copy each job that has ended to the results bucket (ray-job-archive.service)
   archive   one pass now: autostop runs it before it stops the stack; exits 1 if a copy failed
 
-When a job submitted through Ray's Jobs API ends (SUCCEEDED, FAILED or STOPPED), its driver log and a small JSON
+The dashboard and GCS addresses come in DASHBOARD_URL and GCS_ADDRESS, which the `ray-cluster-jobs` command reads
+from /etc/ray-cluster/job-archive.env. When a job submitted through Ray's Jobs API ends (SUCCEEDED, FAILED or STOPPED), its driver log and a small JSON
 record go to s3://<results bucket>/ray-jobs/<submission id>/driver.log and .../job.json. The record holds the id,
 the entrypoint, the status and its message, the start and end times and the nodes that took part. A copy that
 fails is logged and tried again on a later pass, each time a little later; it runs in a process of its own, so it
@@ -20,7 +21,6 @@ import sys
 import time
 
 STACK_FILE = "/etc/ray-cluster/stack.json"
-SETTINGS_FILE = "/etc/ray-cluster/job-archive.env"
 # Outlives reboots, so a job is copied once; the service's StateDirectory.
 STATE_DIR = "/var/lib/ray-cluster"
 ARCHIVED_FILE = os.path.join(STATE_DIR, "archived-jobs.json")
@@ -34,17 +34,6 @@ ENDED = ("SUCCEEDED", "FAILED", "STOPPED")
 
 def log(message):
     print(message, flush=True)
-
-
-def read_settings(path=SETTINGS_FILE):
-    settings = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                key, value = line.split("=", 1)
-                settings[key] = value
-    return settings
 
 
 def read_stack(path=STACK_FILE):
@@ -84,7 +73,7 @@ def nodes_of(job, gcs_address):
     return nodes
 
 
-def record_of(job, stack, gcs_address):
+def record_of(job, stack, gcs_address, nodes=nodes_of):
     status = getattr(job.status, "value", str(job.status))
     prefix = job_prefix(stack, job.submission_id)
     bucket = stack["jobLogs"]["bucket"]
@@ -97,7 +86,7 @@ def record_of(job, stack, gcs_address):
         "driverExitCode": getattr(job, "driver_exit_code", None),
         "startTime": iso(job.start_time),
         "endTime": iso(job.end_time),
-        "nodes": nodes_of(job, gcs_address),
+        "nodes": nodes(job, gcs_address),
         "driverLog": f"s3://{bucket}/{prefix}driver.log",
         "archivedAt": datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z"),
     }
@@ -118,21 +107,24 @@ def save_archived(archived):
     os.replace(tmp, ARCHIVED_FILE)
 
 
-def archive_pass(settings, stack, s3=None, client=None, now=None, now_or_never=False):
+def archive_pass(settings, stack, s3=None, client=None, now=None, now_or_never=False, nodes=nodes_of):
     """Copies every ended job not yet copied; returns how many copies failed. A job whose copy failed waits for its
     retry time, unless NOW_OR_NEVER (the last pass before the head stops). Holds a lock, so that autostop's pass and
     the watcher's never copy the same job at once."""
-    import boto3  # installed into Ray's venv by install-job-archive.sh
-    from ray.job_submission import JobSubmissionClient
-
     now = time.time() if now is None else now
     os.makedirs(STATE_DIR, exist_ok=True)
     with open(LOCK_FILE, "w", encoding="utf-8") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         archived = load_archived()
         done = set(archived["done"])
-        client = client or JobSubmissionClient(settings["DASHBOARD_URL"])
-        s3 = s3 or boto3.client("s3", region_name=stack["region"])
+        if client is None:
+            from ray.job_submission import JobSubmissionClient
+
+            client = JobSubmissionClient(settings["DASHBOARD_URL"])
+        if s3 is None:
+            import boto3  # installed into Ray's venv by install-job-archive.sh
+
+            s3 = boto3.client("s3", region_name=stack["region"])
         bucket = stack["jobLogs"]["bucket"]
         failed = 0
         for job in client.list_jobs():
@@ -146,7 +138,7 @@ def archive_pass(settings, stack, s3=None, client=None, now=None, now_or_never=F
             prefix = job_prefix(stack, job.submission_id)
             try:
                 logs = client.get_job_logs(job.submission_id)
-                record = record_of(job, stack, settings["GCS_ADDRESS"])
+                record = record_of(job, stack, settings["GCS_ADDRESS"], nodes)
                 s3.put_object(Bucket=bucket, Key=f"{prefix}driver.log", Body=logs.encode("utf-8"),
                               ContentType="text/plain; charset=utf-8")
                 # The record goes last: its presence means the log is there too.
@@ -185,7 +177,7 @@ def main(argv):
     sub.add_parser("watch")
     sub.add_parser("archive")
     args = parser.parse_args(argv)
-    settings = read_settings()
+    settings = {key: os.environ[key] for key in ("DASHBOARD_URL", "GCS_ADDRESS")}
     if args.command == "watch":
         watch(settings)
     failed = archive_pass(settings, read_stack(), now_or_never=True)

@@ -5,7 +5,11 @@
  */
 import { runSimulation } from "@cloud-copilot/iam-simulate";
 import * as assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { describe, test } from "node:test";
+import { EC2_EMULATOR_PYTHON } from "./harness/ec2-emulator";
 import { argumentOf, byName, byType, MOCK_ACCOUNT_ID, Rendered, render, reveal, StackConfig } from "../tools/render";
 
 async function rendered(config: StackConfig = {}, stack = "dev"): Promise<Rendered> {
@@ -134,5 +138,70 @@ describe("the nodes' bucket grants, evaluated by an IAM policy simulator", () =>
                 assert.equal(await decide(policy, "s3:ListBucket", `arn:aws:s3:::${outside}`), "ImplicitlyDenied");
             }
         }
+    });
+});
+
+describe("the job archive's copy, against moto's S3", () => {
+    test("an ended job is copied once, a failed copy is logged and retried later, and autostop's last pass retries at once", (t) => {
+        if (!fs.existsSync(EC2_EMULATOR_PYTHON) && process.env.RAY_CLUSTER_TEST_MODE === "quick") {
+            t.skip("the EC2 emulator is not installed (bash tools/ec2-emulator.sh); npm test installs it");
+            return;
+        }
+        const result = spawnSync(EC2_EMULATOR_PYTHON, ["-c", `
+import json, sys, tempfile, types
+sys.path.insert(0, ${JSON.stringify(path.join(__dirname, "..", "scripts"))})
+import boto3
+from moto import mock_aws
+import job_archive
+
+job_archive.STATE_DIR = tempfile.mkdtemp()
+job_archive.ARCHIVED_FILE = job_archive.STATE_DIR + "/archived-jobs.json"
+job_archive.LOCK_FILE = job_archive.STATE_DIR + "/lock"
+Status = types.SimpleNamespace
+job = lambda sid, status: types.SimpleNamespace(submission_id=sid, job_id="02000000", status=Status(value=status), entrypoint="python x.py",
+                                                 message="", driver_exit_code=0, start_time=1_700_000_000_000, end_time=1_700_000_060_000)
+class Client:
+    jobs = [job("raysubmit_done", "SUCCEEDED"), job("raysubmit_running", "RUNNING"), job(None, "SUCCEEDED")]
+    def list_jobs(self): return self.jobs
+    def get_job_logs(self, sid): return f"log of {sid}\\n"
+class Broken:
+    def put_object(self, **kwargs): raise ConnectionError("the S3 endpoint did not answer")
+stack = {"region": "us-east-1", "buckets": {}, "jobLogs": {"bucket": "results", "prefix": "ray-jobs/"}}
+nodes = lambda job, gcs: [{"nodeId": "n1", "ip": "10.0.1.10", "group": "headnode"}]
+settings = {"DASHBOARD_URL": "http://h:8265", "GCS_ADDRESS": "h:6379"}
+out = {}
+with mock_aws():
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="results")
+    out["failed"] = job_archive.archive_pass(settings, stack, s3=Broken(), client=Client(), now=1000, nodes=nodes)
+    out["beforeRetry"] = job_archive.archive_pass(settings, stack, s3=s3, client=Client(), now=1005, nodes=nodes)
+    out["keysBeforeRetry"] = s3.list_objects_v2(Bucket="results").get("KeyCount", 0)
+    out["lastPass"] = job_archive.archive_pass(settings, stack, s3=s3, client=Client(), now=1006, nodes=nodes, now_or_never=True)
+    out["keys"] = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="results")["Contents"])
+    out["record"] = json.loads(s3.get_object(Bucket="results", Key="ray-jobs/raysubmit_done/job.json")["Body"].read())
+    out["log"] = s3.get_object(Bucket="results", Key="ray-jobs/raysubmit_done/driver.log")["Body"].read().decode()
+    Client.jobs[1] = job("raysubmit_running", "STOPPED")
+    out["again"] = job_archive.archive_pass(settings, stack, s3=s3, client=Client(), now=2000, nodes=nodes)
+    out["keysAfter"] = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="results")["Contents"])
+print(json.dumps(out))
+`], { encoding: "utf8", timeout: 120_000 });
+        assert.equal(result.status, 0, result.stderr);
+        const lines = result.stdout.trim().split("\n");
+        const out = JSON.parse(lines.pop()!);
+        const log = lines.join("\n");
+        assert.equal(out.failed, 1);
+        assert.match(log, /could not copy job raysubmit_done \(SUCCEEDED\) to s3:\/\/results\/ray-jobs\/raysubmit_done\/ \(try 1\): ConnectionError: the S3 endpoint did not answer; trying again in 10s/);
+        // Before its retry time the failed job waits; the last pass before a stop does not.
+        assert.deepEqual([out.beforeRetry, out.keysBeforeRetry], [0, 0]);
+        assert.equal(out.lastPass, 0);
+        assert.deepEqual(out.keys, ["ray-jobs/raysubmit_done/driver.log", "ray-jobs/raysubmit_done/job.json"]);
+        assert.equal(out.log, "log of raysubmit_done\n");
+        assert.deepEqual(out.record, { ...out.record, submissionId: "raysubmit_done", status: "SUCCEEDED", entrypoint: "python x.py",
+            startTime: "2023-11-14T22:13:20Z", endTime: "2023-11-14T22:14:20Z", driverLog: "s3://results/ray-jobs/raysubmit_done/driver.log",
+            nodes: [{ nodeId: "n1", ip: "10.0.1.10", group: "headnode" }] });
+        // A running job waits until it ends; a copied one is never copied again.
+        assert.deepEqual(out.keysAfter, [...out.keys, "ray-jobs/raysubmit_running/driver.log", "ray-jobs/raysubmit_running/job.json"].sort());
+        assert.equal(out.again, 0);
+        assert.equal((log.match(/copied job raysubmit_done/g) ?? []).length, 1);
     });
 });
