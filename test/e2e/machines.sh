@@ -40,7 +40,7 @@ MIRROR_PORT=8000
 EC2_PORT=5000
 S3_PORT=5001
 # The calls moto's S3, IAM and STS serve before it checks every request's signature and the caller's IAM policies:
-# the test's own admin user, its policy and its key (test/harness/aws_emulator.py admin).
+# the test's own admin user, its policy and its key (test/harness/s3_emulator.py admin).
 S3_UNCHECKED_CALLS=3
 IMDS_ADDRESS=169.254.169.254
 MACHINE_PREFIX=rcb-
