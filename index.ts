@@ -15,6 +15,7 @@ import { mostNodes } from "./src/groups";
 import { HEAD_NODE_NAME, RayNodes } from "./src/nodes";
 import { RayCluster, sshRoute } from "./src/ray";
 import { ClusterSecurity, DASHBOARD_PORT, GCS_PORT } from "./src/security";
+import { SpotDrain } from "./src/spot-drain";
 import { dashboardTunnelCommand, renderSshConfig } from "./src/sshconfig";
 import { PipelineBuckets } from "./src/storage";
 
@@ -119,6 +120,10 @@ export = async () => {
             pythonInstaller: config.pythonInstaller,
             packageIndexUrl: config.packageIndexUrl,
         });
+    }
+    const spotGroups = new Set(config.workerGroups.filter((group) => group.spot && group.elastic === undefined).map((group) => group.name));
+    if (ray && spotGroups.size > 0) {
+        new SpotDrain(name, { ...access, nodes: nodes.workers.filter((worker) => spotGroups.has(worker.group)), starts: ray.workerStarts });
     }
     if (ray && config.autostopIdleMinutes > 0) {
         new Autostop(name, {

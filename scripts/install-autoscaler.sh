@@ -22,6 +22,9 @@ WORKER_UNIT_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-worker.service")
 RUNNER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-node-run.sh")
 JOB_ENV_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/install-job-env.sh")
 SCORER_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray_cluster_scorer.py")
+SPOT_INSTALL_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/install-spot-watch.sh")
+SPOT_WATCH_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/spot_watch.py")
+SPOT_UNIT_TEXT=$(cat "$(dirname "${BASH_SOURCE[0]}")/ray-spot-watch.service")
 
 config="" installer=uv index_url="" venv=$RAY_VENV_DEFAULT
 while [ $# -gt 0 ]; do
@@ -63,6 +66,9 @@ put "${bundle}/start-worker.sh" 600 "$START_WORKER_TEXT" && changed=yes
 put "${bundle}/ray-worker.service" 600 "$WORKER_UNIT_TEXT" && changed=yes
 put "${bundle}/ray-node-run.sh" 600 "$RUNNER_TEXT" && changed=yes
 put "${bundle}/install-job-env.sh" 600 "$JOB_ENV_TEXT" && changed=yes
+put "${bundle}/install-spot-watch.sh" 600 "$SPOT_INSTALL_TEXT" && changed=yes
+put "${bundle}/spot_watch.py" 600 "$SPOT_WATCH_TEXT" && changed=yes
+put "${bundle}/ray-spot-watch.service" 600 "$SPOT_UNIT_TEXT" && changed=yes
 # A launched worker's Ray processes see the same region and buckets as the head's (install-job-env.sh).
 for file in job.env stack.json; do
     [ -f "${RAY_SETTINGS_DIR}/${file}" ] || die "no ${RAY_SETTINGS_DIR}/${file}; run install-job-env.sh first"

@@ -5,13 +5,15 @@
 # a reboot, its group's label, and a hostname users can read: <group>-<its private IP with dashes>. The token comes
 # in the synced auth_token file, never in user data, tags or a command line; it is removed once Ray has it.
 # Usage: join-cluster.sh --group NAME --version X.Y.Z --port PORT [--installer uv|pip] [--index-url URL]
-#            [--timeout SECONDS] [--num-cpus N] [--num-gpus N]
+#            [--timeout SECONDS] [--num-cpus N] [--num-gpus N] [--spot]
+# --spot (a spot group's node) also installs ray-spot-watch.service, which drains the node in Ray when EC2 announces
+# its interruption.
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=join-cluster
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-group="" version="" port="" installer=uv index_url="" timeout_s=600 num_cpus="" num_gpus=""
+group="" version="" port="" installer=uv index_url="" timeout_s=600 num_cpus="" num_gpus="" spot=no
 while [ $# -gt 0 ]; do
     case $1 in
         --group) group=$2; shift 2 ;;
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
         --timeout) timeout_s=$2; shift 2 ;;
         --num-cpus) num_cpus=$2; shift 2 ;;
         --num-gpus) num_gpus=$2; shift 2 ;;
+        --spot) spot=yes; shift ;;
         *) die "unknown argument: $1" ;;
     esac
 done
@@ -49,5 +52,8 @@ elif systemctl is-active --quiet ray-worker.service; then
     log "${name} already runs ray-worker.service; the token was handed over before"
 else
     die "no auth_token among the files the head synced to ${here}, and no Ray worker running"
+fi
+if [ "$spot" = yes ]; then
+    bash "${here}/install-spot-watch.sh"
 fi
 log "${name} joined ${head_ip}:${port} as group ${group}"

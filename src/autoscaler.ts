@@ -86,7 +86,9 @@ export function joinCommand(s: AutoscalerSettings, type: ElasticNodeType): strin
     const words = ["bash", `${ELASTIC_FILES_DIR}/join-cluster.sh`, "--group", type.group.name, "--version", s.rayVersion,
         "--port", String(s.gcsPort), "--installer", s.pythonInstaller, "--timeout", String(s.timeoutSeconds),
         ...(s.packageIndexUrl !== "" ? ["--index-url", s.packageIndexUrl] : []),
-        "--num-cpus", String(planned.CPU), ...(planned.GPU !== undefined ? ["--num-gpus", String(planned.GPU)] : [])];
+        "--num-cpus", String(planned.CPU), ...(planned.GPU !== undefined ? ["--num-gpus", String(planned.GPU)] : []),
+        // A spot node drains itself in Ray when EC2 announces its interruption (install-spot-watch.sh).
+        ...(type.group.spot ? ["--spot"] : [])];
     // The home-relative path must stay unquoted for the worker's shell to expand it.
     return words.map((w, i) => (i === 1 ? w : shellQuote(w))).join(" ");
 }

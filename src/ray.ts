@@ -92,6 +92,8 @@ export class RayCluster extends pulumi.ComponentResource {
     public readonly headStart: command.remote.Command;
     /** The verified cluster state printed by the head. */
     public readonly status: pulumi.Output<unknown>;
+    /** Each worker's Ray start, by node name: what runs beside a worker's Ray waits for it. */
+    public readonly workerStarts: Map<string, command.remote.Command>;
 
     constructor(name: string, args: RayClusterArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ray-cluster:ray:RayCluster", name, {}, opts);
@@ -172,6 +174,7 @@ export class RayCluster extends pulumi.ComponentResource {
             { stdin: this.authToken, delete: stopRay, triggers: [args.head.instance.id] },
             [workerSteps[i].install, headStart, ...(args.startAfter?.(worker) ?? [])], true));
 
+        this.workerStarts = new Map(args.workers.map((worker, i) => [worker.name, workerStarts[i]]));
         const expected = pulumi.all([args.head, ...args.workers].map((node) =>
             node.privateIp.apply((ip) => `${node.name}=${ip}`)));
         this.verify = run(`${name}-verify`, args.head,

@@ -63,7 +63,8 @@ describe("the autoscaler config the stack renders", () => {
             { MarketType: "spot", SpotOptions: { SpotInstanceType: "one-time", InstanceInterruptionBehavior: "terminate" } });
         assert.deepEqual(cpu.worker_setup_commands, ["bash ~/.ray-cluster/elastic/join-cluster.sh --group cpu --version 2.60.0 " +
             "--port 6379 --installer uv --timeout 600 --num-cpus 8"]);
-        assert.match(gpu.worker_setup_commands[0], /--num-cpus 4 --num-gpus 1$/);
+        // A spot group's nodes also install the spot watch; the on-demand cpu group's do not.
+        assert.match(gpu.worker_setup_commands[0], /--num-cpus 4 --num-gpus 1 --spot$/);
         assert.deepEqual(config.file_mounts, { "~/.ray-cluster/elastic": "~/.ray-cluster/elastic" });
         assert.deepEqual(config.auth, { ssh_user: "ubuntu", ssh_private_key: "~/.ray-cluster/autoscaler-key" });
         // Every top-level key Ray's autoscaler reads directly is set, so its defaults add nothing that looks up AWS.
