@@ -98,6 +98,8 @@ const tagList = (tags: Record<string, string>) => Object.entries(tags).map(([Key
 /** The node_config Ray passes to ec2.create_instances for a group's nodes. */
 function nodeConfig(s: AutoscalerSettings, type: ElasticNodeType): Record<string, unknown> {
     const tags = tagList(elasticTags(s.tags, type.group.name));
+    // Ray adds its cluster-name tag to the instance's tags only; the head may launch only volumes that carry it too.
+    const volumeTags = tagList({ ...elasticTags(s.tags, type.group.name), [RAY_CLUSTER_NAME_TAG]: s.clusterName });
     const network = s.privateWorkers
         // An interface of our own keeps a private worker without a public IP even in a subnet that maps them.
         ? { NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: s.subnetId, Groups: s.securityGroupIds, AssociatePublicIpAddress: false,
@@ -117,7 +119,7 @@ function nodeConfig(s: AutoscalerSettings, type: ElasticNodeType): Record<string
             Ebs: { VolumeSize: type.group.volumeSizeGb, VolumeType: "gp3", Encrypted: true, DeleteOnTermination: true } }],
         // A node that shuts itself down is gone, not stopped and forgotten.
         InstanceInitiatedShutdownBehavior: "terminate",
-        TagSpecifications: [{ ResourceType: "instance", Tags: tags }, { ResourceType: "volume", Tags: tags }],
+        TagSpecifications: [{ ResourceType: "instance", Tags: tags }, { ResourceType: "volume", Tags: volumeTags }],
         ...(type.group.spot
             // One-time and terminated when reclaimed: the autoscaler launches another when demand is still there.
             ? { InstanceMarketOptions: { MarketType: "spot", SpotOptions: { SpotInstanceType: "one-time", InstanceInterruptionBehavior: "terminate" } } }

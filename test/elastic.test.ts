@@ -6,6 +6,7 @@
 import { runSimulation } from "@cloud-copilot/iam-simulate";
 import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { AUTOSCALER_ACTIONS } from "../src/elastic";
 import { diffGraphs } from "../tools/graph";
 import { argumentOf, byName, byType, MOCK_ACCOUNT_ID, Rendered, render, reveal, StackConfig } from "../tools/render";
 
@@ -49,11 +50,11 @@ describe("the autoscaler config the stack renders", () => {
         assert.deepEqual(node.BlockDeviceMappings, [{ DeviceName: "/dev/sda1",
             Ebs: { VolumeSize: 20, VolumeType: "gp3", Encrypted: true, DeleteOnTermination: true } }]);
         assert.equal(node.InstanceMarketOptions, undefined);
-        for (const spec of node.TagSpecifications) {
-            assert.deepEqual(Object.fromEntries(spec.Tags.map((t: { Key: string; Value: string }) => [t.Key, t.Value])), {
-                "ray-cluster:project": "ray-cluster", "ray-cluster:stack": "dev", Name: "cpu-elastic", "ray-cluster:group": "cpu",
-                "ray-cluster:elastic": "true" });
-        }
+        const stackTags = { "ray-cluster:project": "ray-cluster", "ray-cluster:stack": "dev", Name: "cpu-elastic", "ray-cluster:group": "cpu",
+            "ray-cluster:elastic": "true" };
+        // Ray adds its own tags, the cluster name among them, to the instance's; the volume's carry the name from here.
+        assert.deepEqual(node.TagSpecifications.map((spec: { Tags: Array<{ Key: string; Value: string }> }) =>
+            Object.fromEntries(spec.Tags.map((t) => [t.Key, t.Value]))), [stackTags, { ...stackTags, "ray-cluster-name": "ray-cluster-dev" }]);
         assert.deepEqual(node.TagSpecifications.map((s: { ResourceType: string }) => s.ResourceType), ["instance", "volume"]);
         const gpu = config.available_node_types.gpu;
         assert.deepEqual(gpu.resources, { CPU: 4, GPU: 1 });
@@ -94,7 +95,12 @@ describe("the autoscaler config the stack renders", () => {
         assert.match(command.stdin, /PRIVATE KEY/, "the head's login key for launched workers comes on stdin");
         const config = autoscalerConfigOf(r);
         const userData = config.available_node_types.cpu.node_config.UserData;
-        assert.equal(userData, "#cloud-config\npreserve_hostname: true\nssh_authorized_keys:\n  - ssh-ed25519 AAAAmock ray-cluster\n");
+        // The autoscaler's own key, not the stack's: each key resource has its own under the mocks.
+        const keys = byType(r, "tls:index/privateKey:PrivateKey");
+        const autoscalerKey = keys.find((k) => k.name.endsWith("-autoscaler-key"))!;
+        const stackKey = keys.find((k) => k !== autoscalerKey)!;
+        assert.equal(userData, `#cloud-config\npreserve_hostname: true\nssh_authorized_keys:\n  - ${autoscalerKey.outputs.publicKeyOpenssh.trim()}\n`);
+        assert.notEqual(autoscalerKey.outputs.publicKeyOpenssh, stackKey.outputs.publicKeyOpenssh);
         assert.ok(!JSON.stringify(config).includes(token));
     });
 
@@ -182,6 +188,16 @@ describe("the head's grants, evaluated against requests", () => {
             "only the stack's own subnet");
     });
 
+    test("the volume tags in the node config, as Ray sends them (it adds its cluster name to the instance's tags only), " +
+        "are allowed", async () => {
+        const nodeConfig = autoscalerConfigOf(await rendered()).available_node_types.cpu.node_config;
+        const tagsOf = (type: string) => Object.fromEntries(nodeConfig.TagSpecifications
+            .find((t: { ResourceType: string }) => t.ResourceType === type).Tags.map((t: { Key: string; Value: string }) => [t.Key, t.Value]));
+        assert.equal(await decide("ec2:RunInstances", ARN("volume/*"), requestTags(tagsOf("volume"))), "Allowed");
+        assert.equal(await decide("ec2:RunInstances", ARN("instance/*"),
+            requestTags({ ...tagsOf("instance"), "ray-cluster-name": "ray-cluster-dev", "ray-node-type": "worker" })), "Allowed");
+    });
+
     test("terminating this stack's launched worker is allowed; another stack's instance, or this stack's own nodes, denied", async () => {
         assert.equal(await decide("ec2:TerminateInstances", ARN("instance/i-0launched"), resourceTags(STACK_TAGS)), "Allowed");
         assert.equal(await decide("ec2:TerminateInstances", ARN("instance/i-0other"),
@@ -199,6 +215,15 @@ describe("the head's grants, evaluated against requests", () => {
         assert.equal(await decide("iam:PassRole", `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/admin`,
             { "iam:PassedToService": "ec2.amazonaws.com" }), "ImplicitlyDenied");
         assert.equal(await decide("iam:PassRole", workerRole, { "iam:PassedToService": "lambda.amazonaws.com" }), "ImplicitlyDenied");
+    });
+
+    test("the policy grants exactly the actions the stack lists for the autoscaler (AUTOSCALER_ACTIONS), each confined", async () => {
+        policy ??= JSON.parse(byName(await rendered(), "ray-cluster-autoscaler").inputs.policy);
+        const statements = policy.Statement as Array<{ Action: string[]; Resource: string | string[]; Condition?: unknown }>;
+        assert.deepEqual([...new Set(statements.flatMap((st) => st.Action))].sort(), [...AUTOSCALER_ACTIONS].sort());
+        // Only DescribeInstances, which has no resource-level permissions, is granted on "*", and without condition.
+        assert.deepEqual(statements.filter((st) => st.Resource === "*" || (Array.isArray(st.Resource) && st.Resource.includes("*")))
+            .flatMap((st) => st.Action), ["ec2:DescribeInstances"]);
     });
 
     test("tags go on only at launch or on launched workers", async () => {
