@@ -52,10 +52,10 @@ async function bringUp(nodes: Record<string, number>, rebootWorker: boolean): Pr
         const t0 = Date.now();
         const rendered = await render(config, {
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
-            privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
-            launchInstance: async (node, inputs) => {
+            privateKeys: (name) => hosts.keyFor(name),
+            launchInstance: async (node, inputs, keyPair) => {
                 launched[node] = Date.now();
-                hosts.launch(node, inputs.userData, firewall);
+                hosts.launch(node, { userData: inputs.userData, publicKey: keyPair.publicKey }, firewall);
             },
             runCommand: async (inputs, name) => {
                 const start = Date.now();

@@ -6,7 +6,9 @@
  * instance terminated with elasticIdleMinutes 1. Figures only; nothing here passes or fails on time.
  */
 import { render } from "../tools/render";
-import { autoscalerEndpointFiles, Ec2Emulator, Ec2Follower } from "../test/harness/ec2-emulator";
+import { serveLaunchedInstance } from "../test/harness/instance-metadata";
+import { REGION } from "../test/harness/s3-emulator";
+import { autoscalerEndpointFiles, Ec2Emulator, groupNames, Ec2Follower } from "../test/harness/ec2-emulator";
 import { eventually } from "../test/harness/eventually";
 import { stackFirewall } from "../test/harness/firewall";
 import { BootedHosts, THIS_MACHINE } from "../test/harness/machines";
@@ -25,18 +27,21 @@ const SUBNET_CIDR = "10.213.0.0/24";
         const config = { packageIndexUrl: hosts.indexUrl, bootstrapTimeoutSeconds: 120, workerCount: 1, elasticIdleMinutes: 1,
             sshAllowedCidrs: [`${THIS_MACHINE}/32`], workerGroups: [{ name: "big", instanceType: "c7i.xlarge", maxCount: 1 }] };
         const firewall = await stackFirewall(config, (node) => hosts.addresses(node));
-        follower = new Ec2Follower(ec2, hosts, firewall, ["ray-cluster-sg"], () => hosts.nodes());
+        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.nodes());
         follower.start();
         const poweredOn: Record<string, number> = {};
         const started: Record<string, number> = {};
         const rendered = await render(config, {
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
-            privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
+            privateKeys: (name) => hosts.keyFor(name),
             resourceIds: { "ray-cluster-subnet": setup.subnets[SUBNET_CIDR], "ray-cluster-sg": setup.securityGroups["ray-cluster-sg"] },
-            launchInstance: async (node, inputs) => {
+            launchInstance: async (node, inputs, account) => {
+                ec2.importKeyPair(inputs.keyName, account.publicKey);
                 const id = ec2.runInstance(inputs.tags, { subnetId: inputs.subnetId, privateIp: hosts.address(node) });
                 poweredOn[node] = Date.now();
-                hosts.launch(node, inputs.userData, firewall, node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {}, id);
+                hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id }, firewall,
+                    node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {});
+                serveLaunchedInstance(hosts, node, id, inputs, account, REGION);
                 return id;
             },
             runCommand: async (inputs, name) => {

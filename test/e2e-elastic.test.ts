@@ -10,9 +10,13 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
-import { argumentOf, byName, byType, Rendered, render, reveal } from "../tools/render";
+import { AUTOSCALER_ACTIONS } from "../src/elastic";
+import { argumentOf, byName, byType, MOCK_ACCOUNT_ID, Rendered, render, reveal } from "../tools/render";
+import { AccountFacts, authorizationsOf, decide, recordedApiCalls, roleOfProfile, rolePolicies, withTag } from "./harness/ec2-authorization";
 import { destroyPlan } from "./harness/destroy";
-import { autoscalerEndpointFiles, Ec2Emulator, Ec2Follower, Ec2Setup } from "./harness/ec2-emulator";
+import { roleCredentials, serveInstanceMetadata, serveLaunchedInstance } from "./harness/instance-metadata";
+import { REGION, RoleCredentials } from "./harness/s3-emulator";
+import { autoscalerEndpointFiles, Ec2Emulator, groupNames, Ec2Follower, Ec2Setup } from "./harness/ec2-emulator";
 import { eventually } from "./harness/eventually";
 import { SecurityGroupFirewall, stackFirewall } from "./harness/firewall";
 import { BootedHosts, describeOnBootedHosts, THIS_MACHINE } from "./harness/machines";
@@ -25,13 +29,26 @@ const LAUNCH_SECONDS = 420;
 const hosts = new BootedHosts({ headnode: 31 });
 const ec2 = new Ec2Emulator();
 const SUBNET_CIDR = "10.213.0.0/24";
-/** Two groups that serve the same demand: big (4 vCPUs) is the autoscaler's first choice for a 3-CPU task. */
+/**
+ * Two groups that serve the same demand: big (4 vCPUs) is the autoscaler's first choice for a 3-CPU task; bigger runs
+ * on the spot market, so its nodes watch for EC2's interruption notices.
+ */
 const GROUPS = [
     { name: "big", instanceType: "c7i.xlarge", maxCount: 1 },
-    { name: "bigger", instanceType: "c7i.2xlarge", maxCount: 1 },
+    { name: "bigger", instanceType: "c7i.2xlarge", maxCount: 1, spot: true },
 ];
 /** More CPUs than the head has: only a launched worker can run it. */
 const TASK_CPUS = 3;
+/**
+ * Ray's cycles on top of a bound it enforces: the update (5 s) that starts a new node's updater, its last SSH probe
+ * (10 s) and pause (5 s) before it checks the deadline, and the update that terminates the node (5 s).
+ */
+const RAY_CYCLE_SECONDS = 25;
+/** Seconds an elastic worker may idle before the autoscaler terminates it (elasticIdleMinutes: 1). */
+const IDLE_SECONDS = 60;
+let taskEndedAt = 0;
+/** Each stack instance's role credentials, as its instance metadata serves them. */
+const credentials: Record<string, RoleCredentials> = {};
 let rendered: Rendered;
 let firewall: SecurityGroupFirewall;
 let follower: Ec2Follower;
@@ -60,16 +77,25 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
             packageIndexUrl: hosts.indexUrl,
         };
         firewall = await stackFirewall(config, (node) => hosts.addresses(node));
-        follower = new Ec2Follower(ec2, hosts, firewall, ["ray-cluster-sg"], () => hosts.nodes());
+        // Each launched instance's metadata comes from its request: its id, type, image, IMDS options and its profile's role.
+        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.nodes(), (id, call, spot) => {
+            const role = roleOfProfile(rendered, call.iamInstanceProfileArn!).split("/").pop()!;
+            serveInstanceMetadata(hosts, id, { instanceId: id, instanceType: call.instanceType!, imageId: call.imageId!,
+                privateIp: call.instances!.find((i) => i.id === id)!.privateIp, region: REGION, role, credentials: roleCredentials(role),
+                metadataOptions: { httpEndpoint: call.metadataOptions?.HttpEndpoint, httpTokens: call.metadataOptions?.HttpTokens }, spot });
+        });
         follower.start();
         rendered = await render(config, {
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
-            privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
+            privateKeys: (name) => hosts.keyFor(name),
             // The stack's subnet and group are the emulator's, so that the autoscaler's launches name real ones.
             resourceIds: { "ray-cluster-subnet": setup.subnets[SUBNET_CIDR], "ray-cluster-sg": setup.securityGroups["ray-cluster-sg"] },
-            launchInstance: async (node, inputs) => {
+            launchInstance: async (node, inputs, account) => {
+                ec2.importKeyPair(inputs.keyName, account.publicKey);
                 const id = ec2.runInstance(inputs.tags, { subnetId: inputs.subnetId, privateIp: hosts.address(node) });
-                hosts.launch(node, inputs.userData, firewall, autoscalerEndpointFiles(ec2.endpoint), id);
+                hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id }, firewall,
+                    autoscalerEndpointFiles(ec2.endpoint));
+                credentials[node] = serveLaunchedInstance(hosts, node, id, inputs, account, REGION);
                 return id;
             },
             runCommand: async (inputs, name) => hosts.namingBlocked(hosts.nodes(),
@@ -99,24 +125,40 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         assert.match((await onHead("RAY_AUTH_MODE=token ~/ray-venv/bin/ray status")).stdout, /Autoscaler status/);
     });
 
-    test("a task that asks for more than the cluster has makes the autoscaler launch a worker; one that never boots is " +
-        "terminated within its bound with the reason logged on the head; the next joins and runs the task", async () => {
+    test("a task that asks for more than the cluster has makes the autoscaler launch a worker; one that never boots and one " +
+        "whose setup fails are each terminated within their bound, with the reason logged on the head; the next joins and " +
+        "runs the task", async () => {
         follower.withholdBoot(1);
+        follower.failSetup(1);
         const began = Date.now();
-        const placed = hosts.placeTask(TASK_CPUS, LAUNCH_SECONDS + TIMEOUT_SECONDS + 120);
-        const broken = await eventually({ what: "the autoscaler's first launch", timeoutSeconds: 120, intervalSeconds: 1 },
-            async () => follower.launched()[0]);
-        assert.equal(broken.booted, false);
+        const placed = hosts.placeTask(TASK_CPUS, 2 * LAUNCH_SECONDS + TIMEOUT_SECONDS);
+        const [broken, failing] = await eventually({ what: "the autoscaler's first two launches", timeoutSeconds: LAUNCH_SECONDS,
+            intervalSeconds: 1 }, async () => (follower.launched().length >= 2 ? follower.launched() : undefined));
+        assert.deepEqual([broken.booted, failing.booted, failing.setupFails], [false, true, true]);
         assert.equal(broken.instanceType, "c7i.xlarge", "big: the best fit for the task");
-        await eventually({ what: `the never-booting ${broken.id} terminated`, timeoutSeconds: TIMEOUT_SECONDS + 120, intervalSeconds: 2 },
-            async () => (ec2.calls("TerminateInstances").some((c) => c.instanceIds!.includes(broken.id)) ? true : undefined));
-        assert.match(await autoscalerLog(), new RegExp(`Terminating the node with id ${broken.id} .*\\(launch failed\\)`));
+        const terminatedAt = (id: string) => ec2.calls("TerminateInstances").find((c) => c.instanceIds!.includes(id))?.at;
+        await eventually({ what: `the never-booting ${broken.id} terminated`, timeoutSeconds: TIMEOUT_SECONDS + RAY_CYCLE_SECONDS + 10,
+            intervalSeconds: 2 }, async () => terminatedAt(broken.id));
+        // The stack's bound on a launched worker's SSH (AUTOSCALER_NODE_START_WAIT_S), from its launch, and no earlier.
+        const waited = terminatedAt(broken.id)! - broken.launchedAt / 1000;
+        assert.ok(waited >= TIMEOUT_SECONDS && waited <= TIMEOUT_SECONDS + RAY_CYCLE_SECONDS,
+            `terminated ${waited.toFixed(0)}s after its launch; the bound is ${TIMEOUT_SECONDS}s (+${RAY_CYCLE_SECONDS}s of Ray's cycles)`);
+        await eventually({ what: `${failing.id}, whose setup fails, terminated`, timeoutSeconds: LAUNCH_SECONDS, intervalSeconds: 2 },
+            async () => terminatedAt(failing.id));
+        const log = await autoscalerLog();
+        assert.match(log, new RegExp(`Terminating the node with id ${broken.id} .*\\(launch failed\\)`));
+        assert.match(log, new RegExp(`Terminating the node with id ${failing.id} .*\\(launch failed\\)`));
+        // The head says why: its own setup command failed, and that command's output names what it could not reach.
+        assert.match(log, new RegExp(`NodeUpdater: ${failing.id}: Setup commands failed`));
+        assert.ok(log.includes(`install-ray: error: could not fetch uv from ${hosts.indexUrl}`), "the head's log names what the setup could not reach");
         const where = await placed;
-        const joined = follower.launched().find((i) => i.booted)!;
-        assert.ok(joined, "a second launch booted");
+        taskEndedAt = Date.now();
+        const joined = follower.launched().find((i) => i.booted && !i.setupFails)!;
+        assert.ok(joined, "a third launch booted and set up");
         assert.deepEqual(where, { host: `big-${joined.privateIp.replace(/\./g, "-")}`, ip: joined.privateIp,
             labels: { ...where.labels, "ray-cluster/group": "big" } });
-        console.log(`demand to task done on a new node: ${((Date.now() - began) / 1000).toFixed(0)}s (one launch that never booted included)`);
+        console.log(`demand to task done on a new node: ${((Date.now() - began) / 1000).toFixed(0)}s (a launch that never booted and ` +
+            `one whose setup failed included); never-booted terminated ${waited.toFixed(0)}s after its launch`);
         const { stdout } = await hosts.run(joined.id, "hostname; systemctl is-enabled ray-worker.service; " +
             "ls ~/.ray-cluster/elastic/auth_token 2>&1 || true; sudo cat /var/lib/cloud/instance/user-data.txt");
         assert.match(stdout, /^big-10-213-0-\d+\nenabled\n.*No such file/);
@@ -125,14 +167,51 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         assert.ok(ec2.calls("RunInstances").every((c) => !(c.userData ?? "").includes(token)));
     });
 
-    test("once idle past the timeout the worker is terminated, in the emulator and on its machine", async () => {
-        const joined = follower.launched().find((i) => i.booted)!;
-        const began = Date.now();
-        await eventually({ what: `${joined.id} terminated once idle`, timeoutSeconds: 60 + 180, intervalSeconds: 2 },
+    test("each launch carries exactly what the stack rendered, and its host gets that and nothing else: the user's key " +
+        "pair, the autoscaler's key only through user data, the request's security groups", async () => {
+        const config = JSON.parse(argumentOf(reveal(byName(rendered, "ray-cluster-headnode-autoscaler").inputs).create as string, "--config"));
+        const keyName = reveal(byType(rendered, "aws:ec2/keyPair:KeyPair")[0].outputs).keyName;
+        const userKey = hosts.keyFor("ray-cluster-key").publicKeyOpenssh.trim();
+        const autoscalerKey = reveal(byName(rendered, "ray-cluster-autoscaler-key").outputs).publicKeyOpenssh.trim();
+        assert.notEqual(userKey, autoscalerKey);
+        const launches = ec2.calls("RunInstances").filter((c) => c.refused === undefined && c.instances!.some((i) => !ec2.registered.has(i.id)));
+        assert.ok(launches.length >= 3, "the launch that never booted, the one whose setup failed, and the one that joined");
+        for (const call of launches) {
+            const group = call.tags!["ray-cluster:group"];
+            const type = config.available_node_types[group].node_config;
+            assert.deepEqual({
+                image: call.imageId, key: call.keyName, subnet: call.subnetId, groups: call.securityGroupIds,
+                profile: call.iamInstanceProfileArn, metadata: call.metadataOptions, userData: call.userData,
+                volume: call.blockDeviceMappings, elastic: call.tags!["ray-cluster:elastic"],
+            }, {
+                image: type.ImageId, key: keyName, subnet: setup.subnets[SUBNET_CIDR], groups: [setup.securityGroups["ray-cluster-sg"]],
+                profile: type.IamInstanceProfile.Arn,
+                metadata: { HttpEndpoint: "enabled", HttpTokens: "required", HttpPutResponseHopLimit: "1" },
+                userData: type.UserData,
+                volume: [{ DeviceName: type.BlockDeviceMappings[0].DeviceName, "Ebs.VolumeSize": String(type.BlockDeviceMappings[0].Ebs.VolumeSize),
+                    "Ebs.VolumeType": "gp3", "Ebs.Encrypted": "true", "Ebs.DeleteOnTermination": "true" }],
+                elastic: "true",
+            }, `${call.instances![0].id}: the request`);
+            assert.equal(call.publicKey?.trim(), userKey, "EC2 serves the key pair the request named: the user's");
+        }
+        const joined = follower.launched().find((i) => i.booted && !i.setupFails)!;
+        // Cloud-init authorized the key pair's key (the metadata's) and the autoscaler's (the user data's), and no other.
+        const { stdout } = await hosts.run(joined.id, "cat ~/.ssh/authorized_keys");
+        assert.deepEqual(stdout.trim().split("\n").map((line) => line.trim()).sort(), [userKey, autoscalerKey].sort());
+        assert.deepEqual(firewall.groupsOf[joined.id], ["ray-cluster-sg"], "the host is in the request's groups");
+    });
+
+    test("once idle past the timeout, and not before, the worker is terminated, in the emulator and on its machine", async () => {
+        const joined = follower.launched().find((i) => i.booted && !i.setupFails)!;
+        await eventually({ what: `${joined.id} terminated once idle`, timeoutSeconds: IDLE_SECONDS + 180, intervalSeconds: 2 },
             async () => (joined.poweredOffAt !== undefined ? true : undefined));
         assert.match(await autoscalerLog(), new RegExp(`Terminating the node with id ${joined.id} .*\\(idle\\)`));
         assert.equal(ec2.states()[joined.id].state, "terminated");
-        console.log(`idle to terminated: ${((Date.now() - began) / 1000).toFixed(0)}s after the task ended (timeout 60s)`);
+        const terminate = ec2.calls("TerminateInstances").find((c) => c.instanceIds!.includes(joined.id))!;
+        // The task ended on the worker before the test saw its result come back over SSH (well under 3 s).
+        const idle = terminate.at - taskEndedAt / 1000;
+        assert.ok(idle >= IDLE_SECONDS - 3, `terminated after ${idle.toFixed(0)}s idle; the timeout is ${IDLE_SECONDS}s`);
+        console.log(`idle to terminated: ${idle.toFixed(0)}s after the task ended (timeout ${IDLE_SECONDS}s)`);
     });
 
     test("with one group's launches refused by EC2, another group serves the demand", async () => {
@@ -150,6 +229,111 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         }
     });
 
+    test("a spot interruption notice makes a launched spot worker drain itself in Ray with the notice's deadline: new work " +
+        "goes elsewhere, its long task is retried on a replacement the autoscaler launches, and the reason is in the worker's " +
+        "journal and the head's node table", async () => {
+        const spot = follower.launched().find((i) => i.instanceType === "c7i.2xlarge" && i.booted && i.poweredOffAt === undefined)!;
+        assert.ok(spot, "the spot worker the refused launch left running");
+        assert.equal(spot.request.marketType, "spot");
+        const spotHost = `bigger-${spot.privateIp.replace(/\./g, "-")}`;
+        const nodeIdOf = async (ip: string) => JSON.parse((await onHead(`RAY_AUTH_MODE=token ~/ray-venv/bin/python -c '` +
+            `import json, ray; ray.init(address="auto", logging_level="ERROR"); ` +
+            `print(json.dumps([n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == "${ip}"]))'`)).stdout
+            .trim().split("\n").pop()!)[0] as string;
+        const spotNode = await nodeIdOf(spot.privateIp);
+        // More CPUs than the head has: it runs on the spot worker, and is still running when EC2 takes the worker away.
+        const longTask = onHead(`RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
+import json, socket, time, ray
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+@ray.remote(num_cpus=${TASK_CPUS}, max_retries=3)
+def long():
+    open("/tmp/long-task-" + socket.gethostname(), "w").close()
+    time.sleep(40)
+    return socket.gethostname()
+print(json.dumps(ray.get(long.remote(), timeout=${LAUNCH_SECONDS + 120})))
+PY`);
+        await eventually({ what: "the long task running on the spot worker", timeoutSeconds: 60, intervalSeconds: 1 }, async () =>
+            ((await hosts.run(spot.id, `test -f /tmp/long-task-${spotHost} && echo yes || true`)).stdout.trim() === "yes" ? true : undefined));
+        // What the watch costs while it waits: its own CPU time (the kernel's ticks) over 15 s of polling.
+        const cpuTicks = async () => Number((await hosts.run(spot.id,
+            "cut -d' ' -f14,15 /proc/$(systemctl show -p MainPID --value ray-spot-watch)/stat | tr ' ' +; echo")).stdout.trim()
+            .split("+").reduce((sum, n) => sum + Number(n), 0));
+        const [before, sampled] = [await cpuTicks(), Date.now()];
+        await new Promise((resolve) => setTimeout(resolve, 15_000));
+        const share = (await cpuTicks() - before) / 100 / ((Date.now() - sampled) / 1000);
+        console.log(`the spot watch's CPU while it polls: ${(100 * share).toFixed(2)}% of one core`);
+        assert.ok(share < 0.005, `the spot watch used ${(100 * share).toFixed(2)}% of a core while polling`);
+        const interruptedAt = Date.now();
+        const reclaimed = follower.interrupt(spot.id, "terminate", 20);
+        const line = await eventually({ what: "the spot watch's drain in the worker's journal", timeoutSeconds: 15, intervalSeconds: 1 },
+            async () => (await hosts.run(spot.id, "journalctl -u ray-spot-watch.service -o cat --no-pager | grep 'drained Ray node' || true"))
+                .stdout.trim() || undefined);
+        assert.match(line, new RegExp(`^spot-watch: EC2 spot interruption notice: terminate at \\S+Z: drained Ray node ${spotNode} ` +
+            "\\(DRAIN_NODE_REASON_PREEMPTION, deadline in (1\\d|20)s\\)$"));
+        // New work that prefers the draining node lands elsewhere; before the drain it would have gone there.
+        const { stdout: elsewhere } = await onHead(`RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
+import socket, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
+@ray.remote(num_cpus=1)
+def where():
+    return socket.gethostname()
+print(ray.get(where.options(scheduling_strategy=NodeAffinitySchedulingStrategy("${spotNode}", soft=True)).remote(), timeout=60))
+PY`);
+        assert.notEqual(elsewhere.trim().split("\n").pop(), spotHost, "a task went to the draining node");
+        await reclaimed;
+        assert.ok(spot.poweredOffAt !== undefined, "EC2 took the worker at the notice's time");
+        const ranOn = JSON.parse((await longTask).stdout.trim().split("\n").pop()!);
+        const replacement = follower.launched().find((i) => i.launchedAt > interruptedAt && i.booted && !i.setupFails);
+        assert.ok(replacement, "the autoscaler launched a replacement while the task waited");
+        assert.equal(ranOn, `${replacement.instanceType === "c7i.2xlarge" ? "bigger" : "big"}-${replacement.privateIp.replace(/\./g, "-")}`,
+            "the long task was retried on the replacement");
+        // The head's node table keeps why the node left: the drain's reason and message.
+        const death = await eventually({ what: "the spot worker's death in the GCS node table", timeoutSeconds: 60, intervalSeconds: 2 },
+            async () => (await onHead(`RAY_AUTH_MODE=token ~/ray-venv/bin/python -c '` +
+                `from ray._raylet import GcsClient; import ray; ` +
+                `[print(i.death_info) for i in GcsClient(address="${hosts.address("headnode")}:6379").get_all_node_info(timeout=10).values() ` +
+                `if ray.NodeID(i.node_id).hex() == "${spotNode}" and i.state == 1]'`)).stdout.trim() || undefined);
+        assert.match(death, /reason: AUTOSCALER_DRAIN_PREEMPTED\s+reason_message: "EC2 spot interruption notice: terminate at \S+Z"/);
+        console.log(`spot notice to the task done on a replacement: ${((Date.now() - interruptedAt) / 1000).toFixed(0)}s; ` +
+            `the head's record: ${death.replace(/\s+/g, " ")}`);
+    });
+
+    test("every EC2 and IAM call Ray's autoscaler made is signed with the head role's credentials from its instance " +
+        "metadata and allowed by the head's rendered policy; its launches, tags and terminations with another stack's " +
+        "tags are denied", async () => {
+        const fromHead = recordedApiCalls(hosts.state).filter((c) => c.remoteAddress === hosts.address("headnode"));
+        assert.deepEqual([...new Set(fromHead.map((c) => c.accessKeyId))], [credentials.headnode.AccessKeyId],
+            "every call from the head is signed with the key its instance metadata served");
+        const headRole = byType(rendered, "aws:iam/role:Role").find((r) => r.name === "ray-cluster-head-role")!;
+        const policies = rolePolicies(rendered, headRole.outputs.name);
+        const facts: AccountFacts = { region: REGION, account: MOCK_ACCOUNT_ID, tagsOf: (id) => ec2.states()[id]?.tags ?? {},
+            roleOfProfile: (arn) => roleOfProfile(rendered, arn) };
+        const denied: string[] = [];
+        const needed = new Set<string>();
+        for (const call of fromHead) {
+            for (const request of authorizationsOf(call, facts)) {
+                needed.add(request.action);
+                const decision = await decide(policies, headRole.outputs.arn, MOCK_ACCOUNT_ID, request);
+                if (decision !== "Allowed") {
+                    denied.push(`${call.action} → ${request.action} on ${request.resource}: ${decision}`);
+                }
+            }
+        }
+        assert.deepEqual(denied, [], "calls the head's policy does not allow");
+        // The stack's list of what the autoscaler calls is exactly what it was seen to need.
+        assert.deepEqual([...needed].sort(), [...AUTOSCALER_ACTIONS].sort());
+        const other: AccountFacts = { ...facts, tagsOf: (id) => ({ ...facts.tagsOf(id), "ray-cluster:stack": "other" }) };
+        const tagBearing = fromHead.filter((c) => ["RunInstances", "CreateTags", "TerminateInstances"].includes(c.action));
+        assert.ok(["RunInstances", "CreateTags", "TerminateInstances"].every((a) => tagBearing.some((c) => c.action === a)));
+        for (const call of tagBearing) {
+            const decisions = await Promise.all(authorizationsOf(withTag(call, "ray-cluster:stack", "other"), other)
+                .map((request) => decide(policies, headRole.outputs.arn, MOCK_ACCOUNT_ID, request)));
+            assert.ok(decisions.some((d) => d !== "Allowed"), `${call.action} with another stack's tags was allowed`);
+        }
+        console.log(`${fromHead.length} calls from the head evaluated: ${[...needed].sort().join(", ")}`);
+    });
+
     test("turning elasticity off takes the config from the head's autoscaler first, so that it launches nothing more", async () => {
         const install = reveal(byName(rendered, "ray-cluster-headnode-autoscaler").inputs) as CommandInputs & { delete: string };
         assert.match((await runOverSsh(install, install.delete, undefined, "elastic off")).stdout, /launches no more workers/);
@@ -161,11 +345,29 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
             const status = (await onHead("RAY_AUTH_MODE=token ~/ray-venv/bin/ray status")).stdout;
             return /\bnode_[0-9a-f]+/.test(status) && !status.includes("ray.head") ? true : undefined;
         });
+        // Demand that only new workers could meet: three 3-CPU bundles on three nodes, where the head has too few CPUs and
+        // the running worker holds one. With its config, the autoscaler would launch two "big" workers for it.
+        const since = Date.now() / 1000;
+        const request = (bundles: string) => onHead("RAY_AUTH_MODE=token ~/ray-venv/bin/python -c " +
+            `'import ray; from ray.autoscaler.sdk import request_resources; ray.init(address="auto", logging_level="ERROR"); ` +
+            `request_resources(bundles=${bundles})'`);
+        await request(`[{"CPU": ${TASK_CPUS}}] * 3`);
+        try {
+            await eventually({ what: "the demand in ray status", timeoutSeconds: 60, intervalSeconds: 2 }, async () => {
+                const status = (await onHead("RAY_AUTH_MODE=token ~/ray-venv/bin/ray status")).stdout;
+                return /request_resources/.test(status) ? true : undefined;
+            });
+            // Eight of the autoscaler's 5 s updates: any launch the demand caused would be recorded by now.
+            await new Promise((resolve) => setTimeout(resolve, 40_000));
+            assert.deepEqual(ec2.calls("RunInstances").filter((c) => c.at >= since), [], "a launch followed the demand");
+        } finally {
+            await request("[]");
+        }
     });
 
     test("pulumi destroy with an elastic worker running: the head goes first, then the sweep leaves no launched instance", async () => {
         const running = follower.launched().filter((i) => i.booted && i.poweredOffAt === undefined);
-        assert.equal(running.length, 1, "the fallback worker still runs");
+        assert.equal(running.length, 1, "the spot worker's replacement still runs");
         const order = destroyPlan(rendered.resources).deletes.map((r) => r.name);
         const at = (name: string) => order.indexOf(name);
         assert.ok(at("ray-cluster-headnode") < at("ray-cluster-launched-sweep"), "the head and its autoscaler go first");

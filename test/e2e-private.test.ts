@@ -11,7 +11,9 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
 import { Rendered, render } from "../tools/render";
-import { autoscalerEndpointFiles, Ec2Emulator, Ec2Follower } from "./harness/ec2-emulator";
+import { serveLaunchedInstance } from "./harness/instance-metadata";
+import { REGION } from "./harness/s3-emulator";
+import { autoscalerEndpointFiles, Ec2Emulator, groupNames, Ec2Follower } from "./harness/ec2-emulator";
 import { eventually } from "./harness/eventually";
 import { SecurityGroupFirewall, stackFirewall } from "./harness/firewall";
 import { BootedHosts, describeOnBootedHosts, LOGIN_USER, OUTSIDER, THIS_MACHINE } from "./harness/machines";
@@ -50,19 +52,22 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
             workerGroups: [ELASTIC],
         };
         firewall = await stackFirewall(config, (node) => hosts.addresses(node));
-        follower = new Ec2Follower(ec2, hosts, firewall, ["ray-cluster-sg"], () => hosts.nodes());
+        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.nodes());
         follower.start();
         rendered = await render(config, {
             // A private worker has no public IP; the head's public address is the one on this machine's bridge.
             addresses: (node) => ({ privateIp: hosts.nodeIp(node), publicIp: hosts.isPrivateOnly(node) ? "" : hosts.address(node) }),
-            privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
+            privateKeys: (name) => hosts.keyFor(name),
             resourceIds: { "ray-cluster-subnet": setup.subnets["10.213.0.0/24"], "ray-cluster-private-subnet": setup.subnets[PRIVATE_CIDR],
                 "ray-cluster-sg": setup.securityGroups["ray-cluster-sg"], "ray-cluster-head-sg": setup.securityGroups["ray-cluster-head-sg"] },
-            launchInstance: async (node, inputs) => {
+            launchInstance: async (node, inputs, account) => {
+                ec2.importKeyPair(inputs.keyName, account.publicKey);
                 // Each node at the address the cluster knows it by (the head's on the private bridge, where the private
                 // workers reach it, as they reach a head in another subnet of the VPC); moto gives none of them away.
                 const id = ec2.runInstance(inputs.tags, { subnetId: setup.subnets[PRIVATE_CIDR], privateIp: hosts.nodeIp(node) });
-                hosts.launch(node, inputs.userData, firewall, node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {}, id);
+                hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id }, firewall,
+                    node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {});
+                serveLaunchedInstance(hosts, node, id, inputs, account, REGION);
                 return id;
             },
             runCommand: async (inputs, name) => {

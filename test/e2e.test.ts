@@ -237,11 +237,12 @@ describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, (
         const t0 = Date.now();
         rendered = await render({ ...STACK_CONFIG, packageIndexUrl: hosts.indexUrl }, {
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
-            privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
+            privateKeys: (name) => hosts.keyFor(name),
             // Creating an instance registers it with EC2 and powers on a machine with its own user data, as EC2 does.
-            launchInstance: async (node, inputs) => {
+            launchInstance: async (node, inputs, keyPair) => {
                 instanceIds[node] = ec2.runInstance(inputs.tags);
-                hosts.launch(node, inputs.userData, firewall, node === "headnode" ? headTestFiles() : nodeTestFiles());
+                hosts.launch(node, { userData: inputs.userData, publicKey: keyPair.publicKey }, firewall,
+                    node === "headnode" ? headTestFiles() : nodeTestFiles());
                 return instanceIds[node];
             },
             runCommand: async (inputs, name) => {
@@ -260,8 +261,9 @@ describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, (
         const credentials = s3.provision(rendered, [OTHER_BUCKET]);
         for (const node of NODES) {
             const role = instanceRole(rendered, node);
-            serveInstanceMetadata(hosts, node, { instanceId: instanceIds[node], privateIp: hosts.nodeIp(node), region: REGION, role,
-                credentials: credentials[role], metadataOptions: reveal(byName(rendered, `ray-cluster-${node}`).inputs).metadataOptions });
+            const instance = reveal(byName(rendered, `ray-cluster-${node}`).inputs);
+            serveInstanceMetadata(hosts, node, { instanceId: instanceIds[node], instanceType: instance.instanceType, imageId: instance.ami,
+                privateIp: hosts.nodeIp(node), region: REGION, role, credentials: credentials[role], metadataOptions: instance.metadataOptions });
         }
     });
 
@@ -861,7 +863,7 @@ PY`);
         const upLog: string[] = [];
         const up = await render({ ...STACK_CONFIG, packageIndexUrl: hosts.indexUrl }, {
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
-            privateKey: { privateKeyOpenssh: hosts.privateKey, publicKeyOpenssh: hosts.publicKey },
+            privateKeys: (name) => hosts.keyFor(name),
             // The instances exist; refresh finds them stopped, and each instance state starts its own.
             launchInstance: async (node) => instanceIds[node],
             setInstanceState: async (node, state) => {
@@ -914,9 +916,10 @@ PY`);
         }
         await Promise.all(NODES.map((node) => reboot(node)));
         for (const node of NODES) {
-            const { stdout } = await onHost(node, `timeout 120 systemctl is-system-running --wait >/dev/null || true; ` +
+            const { stdout, dialSeconds } = await onHost(node, `timeout 120 systemctl is-system-running --wait >/dev/null || true; ` +
                 `systemctl is-enabled ${unitOf(node)} 2>&1 || true; pgrep -l -x 'raylet|gcs_server' || true`);
             assert.match(stdout.trim(), /^(disabled|.*No such file or directory.*)$/, `${node}: ${stdout}`);
+            console.log(`${node}: logged in ${dialSeconds?.toFixed(1)}s after the first dial, once it had begun booting again`);
         }
     });
 

@@ -46,13 +46,17 @@ export interface RenderOptions {
     stack?: string;
     /** Instance addresses by `Name` tag; the default gives head 10.0.1.10 and worker-i 10.0.1.(10+i). */
     addresses?: (nodeName: string) => { privateIp: string; publicIp: string };
-    /** Extra state for the tls PrivateKey (a real key for end-to-end runs). */
-    privateKey?: { privateKeyOpenssh: string; publicKeyOpenssh: string };
     /**
-     * Launches a machine for each EC2 instance (end-to-end runs), given its `Name` tag and its inputs; may return
-     * the instance id the emulated EC2 gave it.
+     * The key each tls PrivateKey resource generates, by resource name (real, distinct keys for end-to-end runs); by
+     * default each gets a mock key of its own, so no key can stand in for another.
      */
-    launchInstance?: (nodeName: string, inputs: Record<string, any>) => Promise<string | void>;
+    privateKeys?: (resourceName: string) => { privateKeyOpenssh: string; publicKeyOpenssh: string };
+    /**
+     * Launches a machine for each EC2 instance (end-to-end runs), given its `Name` tag, its inputs and what the
+     * account resolves them to (the key pair's public key, the instance profile's role); may return the instance id
+     * the emulated EC2 gave it.
+     */
+    launchInstance?: (nodeName: string, inputs: Record<string, any>, account: LaunchFacts) => Promise<string | void>;
     /** Brings an instance to the state an InstanceState resource asks for (end-to-end runs), given its `Name` tag. */
     setInstanceState?: (nodeName: string, state: string) => Promise<void>;
     /**
@@ -67,6 +71,14 @@ export interface RenderOptions {
      * and privateSubnetId a NAT-routed one, both of the configured vpcId.
      */
     subnets?: Record<string, MockSubnet>;
+}
+
+/** What EC2 resolves an instance's inputs to: what its metadata then serves. */
+export interface LaunchFacts {
+    /** Public key of the key pair its keyName names. */
+    publicKey?: string;
+    /** Name of the role its instance profile holds. */
+    role?: string;
 }
 
 /** A subnet of the mocked account, as aws.ec2.getSubnet and aws.ec2.getRouteTable describe it. */
@@ -129,6 +141,14 @@ function fakeVerifyStdout(create: string): string {
     return JSON.stringify({ address: "", expectedNodes: nodes.length, aliveNodes: nodes.length, nodes, elasticNodes });
 }
 
+/** A mock key of the resource's own: its public key names the resource (ssh-ed25519 AAAAmock-<name> ray-cluster). */
+export function mockPrivateKey(resourceName: string): { privateKeyOpenssh: string; publicKeyOpenssh: string } {
+    return {
+        privateKeyOpenssh: `-----BEGIN OPENSSH PRIVATE KEY-----\nmock-${resourceName}\n-----END OPENSSH PRIVATE KEY-----\n`,
+        publicKeyOpenssh: `ssh-ed25519 AAAAmock-${resourceName} ray-cluster\n`,
+    };
+}
+
 /** The region of a stack whose config sets no `aws:region` (the real provider would refuse to run without one). */
 export const DEFAULT_MOCK_REGION = "us-east-1";
 /** The Deep Learning AMI the mocked SSM parameter names, and the size of its root snapshot. */
@@ -170,9 +190,7 @@ function outputsFor(args: pulumi.runtime.MockResourceArgs, options: RenderOption
         case "tls:index/privateKey:PrivateKey":
             return {
                 ...inputs,
-                privateKeyOpenssh: "-----BEGIN OPENSSH PRIVATE KEY-----\nmock\n-----END OPENSSH PRIVATE KEY-----\n",
-                publicKeyOpenssh: "ssh-ed25519 AAAAmock ray-cluster\n",
-                ...options.privateKey,
+                ...(options.privateKeys ?? mockPrivateKey)(args.name),
             };
         case "random:index/randomPassword:RandomPassword":
             return { ...inputs, result: "mock-token-0123456789abcdef0123456789abcdef0123" };
@@ -211,6 +229,9 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
     const nodeOf = new Map<string, string>();
     /** Instances launched without a public IP (private workers), by id. */
     const noPublicIp = new Set<string>();
+    /** Public key by key pair name, and role by instance profile name, as the account holds them. */
+    const keyPairs = new Map<string, string>();
+    const profiles = new Map<string, string>();
     const subnets = options.subnets ?? {};
     const subnet = (id: string): MockSubnet => {
         const found = subnets[id];
@@ -224,7 +245,9 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
             let id = options.resourceIds?.[args.name] ?? `${args.name}-id`;
             if (args.type === "aws:ec2/instance:Instance") {
                 const nodeName = args.inputs.tags?.Name ?? args.name;
-                id = (await options.launchInstance?.(nodeName, reveal(args.inputs))) || id;
+                const inputs = reveal(args.inputs);
+                id = (await options.launchInstance?.(nodeName, inputs,
+                    { publicKey: keyPairs.get(inputs.keyName), role: profiles.get(inputs.iamInstanceProfile) })) || id;
                 nodeOf.set(id, nodeName);
                 if (args.inputs.associatePublicIpAddress === false) {
                     noPublicIp.add(id);
@@ -232,6 +255,13 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
             }
             if (args.type === "aws:ec2transitgateway/instanceState:InstanceState") {
                 await options.setInstanceState?.(nodeOf.get(args.inputs.instanceId) ?? args.inputs.instanceId, args.inputs.state);
+            }
+            if (args.type === "aws:ec2/keyPair:KeyPair") {
+                const state = outputsFor(args, options, region);
+                keyPairs.set(state.keyName, reveal(args.inputs).publicKey);
+            }
+            if (args.type === "aws:iam/instanceProfile:InstanceProfile") {
+                profiles.set(outputsFor(args, options, region).name, reveal(args.inputs).role);
             }
             const result = args.type === "command:remote:Command" && options.runCommand
                 ? await options.runCommand(reveal(args.inputs), args.name)

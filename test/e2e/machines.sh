@@ -18,14 +18,20 @@
 #   machines.sh ec2 STATE_DIR PYTHON EMULATOR_PY               the EC2 emulator beside the mirror (moto)
 #   machines.sh s3 STATE_DIR PYTHON EMULATOR_PY                S3, IAM and STS beside the mirror (moto), enforcing IAM:
 #                                                              only its first 3 calls go unchecked (the test's admin)
-#   machines.sh imds STATE_DIR NAME BINARY CONFIG v1|v2        the host's instance metadata (amazon-ec2-metadata-mock;
-#                                                              v2: tokens required) at 169.254.169.254:80 in its namespace
+#   machines.sh imds STATE_DIR NAME BINARY CONFIG v1|v2 [ARGS] the host's instance metadata (amazon-ec2-metadata-mock;
+#                                                              v2: tokens required) at 169.254.169.254:80 in its namespace,
+#                                                              ARGS passed on (spot notice times); a restart replaces it
 #   machines.sh create STATE_DIR NAME PUBLIC_OCTET PRIVATE_OCTET BASE USER_DATA_FILE PUBLIC_KEY_FILE INSTANCE_ID
-#                                                              an octet of "-" leaves the host off that bridge
+#                                                              an octet of "-" leaves the host off that bridge; a key
+#                                                              file of "-" gives no key pair
 #   machines.sh firewall STATE_DIR NAME RULES_FILE             loads an nftables ruleset into the host's namespace
+#   machines.sh unreachable STATE_DIR NAME ADDRESS             the host's route to ADDRESS is gone (prohibit)
 #   machines.sh start STATE_DIR NAME                           power on; the host reboots when it asks to
 #   machines.sh stop STATE_DIR NAME                            clean power-off, waits for it
 #   machines.sh kill STATE_DIR NAME                            pulls the plug (SIGKILL to the container)
+#   machines.sh diagnose STATE_DIR NAME                        the host's boots, its current boot's journal, the jobs
+#                                                              systemd still waits on and its critical chain, read
+#                                                              from outside (no login needed: the host may refuse it)
 #   machines.sh down STATE_DIR                                 powers off and removes everything above
 #   machines.sh down-stale                                     removes what a killed run left behind
 set -euo pipefail
@@ -97,7 +103,8 @@ net() {
 ec2() {
     local state=$1 python=$2 emulator=$3
     ip netns exec "$MIRROR_NS" "$python" "$emulator" serve --host "${SUBNET}.${MIRROR_OCTET}" --port "$EC2_PORT" \
-        --calls "${state}/ec2-calls.jsonl" --refuse "${state}/ec2-refuse.json" >"${state}/ec2.log" 2>&1 &
+        --calls "${state}/ec2-calls.jsonl" --refuse "${state}/ec2-refuse.json" --requests "${state}/ec2-requests.jsonl" \
+        >"${state}/ec2.log" 2>&1 &
     echo $! > "${state}/ec2.pid"
     wait_port "${SUBNET}.${MIRROR_OCTET}" "$EC2_PORT"
     echo "http://${SUBNET}.${MIRROR_OCTET}:${EC2_PORT}" > "${state}/ec2-endpoint"
@@ -118,6 +125,7 @@ s3() {
 # serves it: no hop between, and no way to it from any other host.
 imds() {
     local state=$1 name=$2 binary=$3 config=$4 version=$5
+    shift 5
     local dir="${state}/hosts/${name}" ns tokens=()
     [ "$version" = v1 ] || tokens=(--imdsv2)
     ns=$(cat "${dir}/netns")
@@ -125,7 +133,7 @@ imds() {
     if [ -f "${dir}/imds.pid" ]; then
         kill "$(cat "${dir}/imds.pid")" 2>/dev/null || true
     fi
-    ip netns exec "$ns" "$binary" --config-file "$config" --hostname "$IMDS_ADDRESS" --port 80 "${tokens[@]}" \
+    ip netns exec "$ns" "$binary" --config-file "$config" --hostname "$IMDS_ADDRESS" --port 80 "${tokens[@]}" "$@" \
         >"${dir}/imds.log" 2>&1 &
     echo $! > "${dir}/imds.pid"
     wait_port_in "$ns" "$IMDS_ADDRESS" 80
@@ -141,6 +149,13 @@ leg() {
 }
 
 # Replaces the host's packet filter atomically (the ruleset deletes its own table first).
+# A host for which an address answers "prohibited" at once, as a subnet whose route to it is gone: no retry waits
+# out a timeout.
+unreachable() {
+    local state=$1 name=$2 address=$3
+    ip -n "$(cat "${state}/hosts/${name}/netns")" route replace prohibit "${address}/32"
+}
+
 firewall() {
     local state=$1 name=$2 rules=$3
     ip netns exec "$(cat "${state}/hosts/${name}/netns")" nft -f "$rules"
@@ -197,8 +212,11 @@ create() {
     {
         echo "instance-id: ${instance_id}"
         echo "local-hostname: ip-${SUBNET//./-}-${octet}"
-        echo "public-keys:"
-        echo "  - $(cat "$public_key")"
+        # Only the key pair the launch named, as EC2 serves it; "-": the launch named none.
+        if [ "$public_key" != - ]; then
+            echo "public-keys:"
+            echo "  - $(cat "$public_key")"
+        fi
     } > "${seed}/meta-data"
     echo "${MACHINE_PREFIX}${name}" > "${dir}/machine"
 }
@@ -310,6 +328,30 @@ down_stale() {
     fi
 }
 
+diagnose() {
+    local state=$1 name=$2
+    local dir="${state}/hosts/${name}" pid
+    echo "== ${name}: boots (power-on, exit code and time of each)"
+    cat "${dir}/boots" 2>/dev/null || echo "(never powered on)"
+    pid=$(container_pid "$dir" 2>/dev/null || true)
+    if [ -z "$pid" ]; then
+        echo "== ${name} is off; the journal of its last boot"
+        journalctl -D "${dir}/root/var/log/journal" -b -1 --no-pager -o short-monotonic 2>&1 | tail -n 400 || true
+        return 0
+    fi
+    # The container's PID 1 is the only child of systemd-nspawn; its namespaces are the host's own view.
+    pid=$(pgrep -P "$pid" | head -n 1)
+    local inside=(nsenter -t "$pid" -m -u -i -p -n --)
+    echo "== ${name}: systemctl list-jobs (what the boot still waits on)"
+    timeout 20 "${inside[@]}" systemctl list-jobs --no-pager 2>&1 || true
+    echo "== ${name}: systemd-analyze critical-chain"
+    timeout 20 "${inside[@]}" systemd-analyze critical-chain --no-pager 2>&1 || true
+    echo "== ${name}: ls -l /run/nologin"
+    "${inside[@]}" ls -l --time-style=+%s /run/nologin 2>&1 || true
+    echo "== ${name}: journalctl -b"
+    timeout 20 "${inside[@]}" journalctl -b --no-pager -o short-monotonic 2>&1 | tail -n 400 || true
+}
+
 # wait_port, from inside a namespace.
 wait_port_in() {
     local ns=$1 address=$2 port=$3
@@ -342,8 +384,10 @@ case ${1:-} in
     create) shift; create "$@" ;;
     start) shift; start "$@" ;;
     firewall) shift; firewall "$@" ;;
+    unreachable) shift; unreachable "$@" ;;
     stop) power_off "$2" "$3" TERM || exit 1 ;;
     kill) power_off "$2" "$3" KILL || exit 1 ;;
+    diagnose) diagnose "$2" "$3" ;;
     down) down "$2" ;;
     down-stale) down_stale ;;
     *) die "usage: see the header of $0" ;;

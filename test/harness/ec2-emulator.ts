@@ -8,6 +8,7 @@ import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { SecurityGroupFirewall } from "./firewall";
+import type { LaunchRequest } from "./machines";
 
 const MACHINES_SH = path.join(__dirname, "..", "e2e", "machines.sh");
 const EMULATOR_PY = path.join(__dirname, "ec2_emulator.py");
@@ -25,6 +26,20 @@ export interface Ec2Call {
     instances?: Array<{ id: string; privateIp: string }>;
     userData?: string;
     refused?: string;
+    /** RunInstances: the rest of what the request named, which the launched host gets and nothing else. */
+    imageId?: string | null;
+    keyName?: string | null;
+    /** The public key of the key pair keyName names, as EC2's metadata serves it; null when the request named none. */
+    publicKey?: string | null;
+    subnetId?: string | null;
+    securityGroupIds?: string[];
+    associatePublicIp?: string | null;
+    iamInstanceProfileArn?: string | null;
+    metadataOptions?: Record<string, string>;
+    /** Each mapping's fields as the query named them: DeviceName, Ebs.VolumeSize, Ebs.Encrypted, … */
+    blockDeviceMappings?: Array<Record<string, string>>;
+    marketType?: string | null;
+    tags?: Record<string, string>;
 }
 
 /** What `setup` made in the emulated account, by CIDR and name. */
@@ -35,10 +50,16 @@ export interface Ec2Setup {
     instanceProfiles: Record<string, string>;
 }
 
+/** The test's name for each security group id setup made: the firewall's names, by the ids a request carries. */
+export function groupNames(setup: Ec2Setup): Record<string, string> {
+    return Object.fromEntries(Object.entries(setup.securityGroups).map(([name, id]) => [id, name]));
+}
+
 export class Ec2Emulator {
     public endpoint = "";
     /** Instances the test itself registered (the stack's own nodes), which booted hosts stand for already. */
     readonly registered = new Set<string>();
+    private readonly keyPairs = new Set<string>();
     private state = "";
 
     /** Starts the emulator in the rig's mirror namespace; the rig's down() stops it with the namespace. */
@@ -72,6 +93,18 @@ export class Ec2Emulator {
         return id;
     }
 
+    /**
+     * Registers the stack's key pair, as aws.ec2.KeyPair does, once per name: launches that name it get its public
+     * key, and EC2 refuses a launch naming a key pair it does not hold.
+     */
+    importKeyPair(name: string, publicKey: string | undefined): void {
+        if (publicKey === undefined || this.keyPairs.has(name)) {
+            return;
+        }
+        this.cli("import-key", "--name", name, "--public-key", publicKey.trim());
+        this.keyPairs.add(name);
+    }
+
     /** From now on, launches of these instance types fail for want of capacity, as EC2's do. */
     refuse(instanceTypes: string[]): void {
         fs.writeFileSync(path.join(this.state, "ec2-refuse.json"), JSON.stringify(instanceTypes));
@@ -79,6 +112,11 @@ export class Ec2Emulator {
 
     startInstance(id: string): void {
         this.cli("start", id);
+    }
+
+    /** EC2 itself terminates the instance, as when it reclaims a spot instance at its notice's time. */
+    reclaimInstance(id: string): void {
+        this.cli("terminate", id);
     }
 
     states(): Record<string, { state: string; tags: Record<string, string> }> {
@@ -95,18 +133,27 @@ export class Ec2Emulator {
     }
 }
 
-/** What AWS gives the head's autoscaler and the test replaces: this emulator as its EC2 endpoint, with credentials. */
+/**
+ * The one thing the test changes for the head's autoscaler: this emulator as its EC2 endpoint. Its credentials come
+ * as on EC2, from the head's instance metadata (serveLaunchedInstance), as its role's.
+ */
 export function autoscalerEndpointFiles(endpoint: string): Record<string, string> {
     return {
-        "etc/systemd/system/ray-autoscaler.service.d/ec2-emulator.conf": "[Service]\n" +
-            `Environment=AWS_ENDPOINT_URL=${endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing\n`,
+        "etc/systemd/system/ray-autoscaler.service.d/ec2-emulator.conf": `[Service]\nEnvironment=AWS_ENDPOINT_URL=${endpoint}\n`,
     };
+}
+
+/** What EC2 has announced to a spot instance: an interruption notice, with its action and time. */
+export interface SpotEvents {
+    notice?: { action: "terminate" | "stop" | "hibernate"; time: Date };
+    rebalanceAt?: Date;
 }
 
 /** The booted hosts as the emulator drives them. */
 export interface FollowingHosts {
     place(node: string, placement: { public?: number; private?: number }): void;
-    launch(node: string, userData: string, firewall: SecurityGroupFirewall, files?: Record<string, string>, instanceId?: string): void;
+    launch(node: string, request: LaunchRequest, firewall: SecurityGroupFirewall, files?: Record<string, string>,
+        options?: { withoutIndex?: boolean }): void;
     powerOff(node: string): void;
     enforce(firewall: SecurityGroupFirewall, nodes: string[]): void;
 }
@@ -117,8 +164,12 @@ export interface FollowedInstance {
     privateIp: string;
     instanceType: string;
     launchedAt: number;
+    /** The RunInstances call that launched it: everything its host was made from. */
+    request: Ec2Call;
     /** Whether a host booted for it: false for one the test made never boot, as a broken image would. */
     booted: boolean;
+    /** Whether the test cut its host off from the package index, so that its setup fails. */
+    setupFails: boolean;
     poweredOffAt?: number;
 }
 
@@ -133,9 +184,32 @@ export class Ec2Follower {
     private seen = 0;
     private timer?: NodeJS.Timeout;
     private withheld = 0;
+    private failing = 0;
 
+    /**
+     * `groupNames`: the firewall's name for each security group id the emulator knows (Ec2Setup.securityGroups,
+     * inverted); a launch into a group the test never made joins no group, so its host admits nothing.
+     */
     constructor(private readonly ec2: Ec2Emulator, private readonly hosts: FollowingHosts, private readonly firewall: SecurityGroupFirewall,
-        private readonly groups: string[], private readonly liveNodes: () => string[]) {}
+        private readonly groupNames: Record<string, string>, private readonly liveNodes: () => string[],
+        /** Serves a booted instance's metadata from its request, as EC2 does (its id, type, image, role, IMDS options). */
+        private readonly serveMetadata?: (instanceId: string, request: Ec2Call, spot?: SpotEvents) => void) {}
+
+    /**
+     * EC2 interrupts a launched spot instance: its metadata serves the notice from now on, and at the notice's time
+     * EC2 terminates it (the follower then powers its host off). Resolves once it is terminated.
+     */
+    async interrupt(id: string, action: "terminate" | "stop", inSeconds: number): Promise<void> {
+        const instance = this.instances.get(id);
+        if (!instance?.booted || !this.serveMetadata) {
+            throw new Error(`${id} is no booted instance with metadata to interrupt`);
+        }
+        const time = new Date(Date.now() + inSeconds * 1000);
+        this.serveMetadata(id, instance.request, { notice: { action, time } });
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, time.getTime() - Date.now())));
+        this.ec2.reclaimInstance(id);
+        this.sync();
+    }
 
     start(): void {
         this.timer = setInterval(() => this.sync(), 1000);
@@ -150,6 +224,11 @@ export class Ec2Follower {
         this.withheld += count;
     }
 
+    /** The next `count` launched instances boot, but cannot reach the package index: their setup fails. */
+    failSetup(count = 1): void {
+        this.failing += count;
+    }
+
     /** Instances launched so far, oldest first. */
     launched(): FollowedInstance[] {
         return [...this.instances.values()];
@@ -162,12 +241,18 @@ export class Ec2Follower {
                 for (const { id, privateIp } of (call.instances ?? []).filter((i) => !this.ec2.registered.has(i.id))) {
                     const boot = this.withheld === 0;
                     this.withheld = Math.max(0, this.withheld - 1);
-                    this.instances.set(id, { id, privateIp, instanceType: call.instanceType ?? "", launchedAt: call.at * 1000, booted: boot });
+                    const failSetup = boot && this.failing > 0;
+                    this.failing -= failSetup ? 1 : 0;
+                    this.instances.set(id, { id, privateIp, instanceType: call.instanceType ?? "", launchedAt: call.at * 1000, booted: boot,
+                        setupFails: failSetup, request: call });
                     if (boot) {
                         const [, bridge, octet] = /^10\.213\.(\d+)\.(\d+)$/.exec(privateIp)!;
                         this.hosts.place(id, bridge === "0" ? { public: Number(octet) } : { private: Number(octet) });
-                        this.firewall.join(id, this.groups);
-                        this.hosts.launch(id, call.userData ?? "", this.firewall, {}, id);
+                        // The groups the request named, and only those, as EC2 puts the instance's interface in them.
+                        this.firewall.join(id, (call.securityGroupIds ?? []).flatMap((g) => (this.groupNames[g] ? [this.groupNames[g]] : [])));
+                        this.hosts.launch(id, { userData: call.userData ?? "", publicKey: call.publicKey ?? undefined, instanceId: id },
+                            this.firewall, {}, { withoutIndex: failSetup });
+                        this.serveMetadata?.(id, call);
                         this.hosts.enforce(this.firewall, this.liveNodes().filter((node) => node !== id));
                     }
                 }

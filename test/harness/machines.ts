@@ -10,7 +10,7 @@ import { describe, test } from "node:test";
 import { EC2_EMULATOR_PYTHON } from "./ec2-emulator";
 import { eventually } from "./eventually";
 import { BlockedFlow, parseBlocked, SecurityGroupFirewall, TABLE } from "./firewall";
-import { CommandResult, runOverSsh } from "./ssh";
+import { CommandFailed, CommandResult, runOverSsh } from "./ssh";
 
 const MACHINES_SH = path.join(__dirname, "..", "e2e", "machines.sh");
 const ROOTFS_SH = path.join(__dirname, "..", "..", "tools", "rootfs.sh");
@@ -77,6 +77,16 @@ export function describeOnBootedHosts(title: string, options: { timeout: number 
 export const OUTSIDER = { public: `${SUBNET}.250`, private: `${PRIVATE_SUBNET}.250` };
 /** This machine's address on the public bridge: the user's laptop, which the tests put in sshAllowedCidrs. */
 export const THIS_MACHINE = `${SUBNET}.1`;
+
+/** What a host is created from, as an EC2 instance is from its RunInstances request and nothing else. */
+export interface LaunchRequest {
+    /** The request's user data, which cloud-init runs. */
+    userData: string;
+    /** Public key of the key pair the request named (EC2 serves it as the instance's public-keys); none if it named none. */
+    publicKey: string | undefined;
+    /** The instance id EC2 gave it. */
+    instanceId?: string;
+}
 
 /** One power-on of a host, as its supervisor recorded it: when it booted and how that boot ended. */
 export interface Boot {
@@ -165,21 +175,42 @@ export class BootedHosts {
     }
 
     /**
+     * A key of its own for each key resource the stack renders (render's privateKeys): the stack's key (`keyResource`,
+     * which the test logs in with as the user) is this rig's, every other a new one, so no key stands in for another.
+     */
+    keyFor(resourceName: string, keyResource = "ray-cluster-key"): { privateKeyOpenssh: string; publicKeyOpenssh: string } {
+        if (resourceName === keyResource) {
+            return { privateKeyOpenssh: this.privateKey, publicKeyOpenssh: this.publicKey };
+        }
+        const file = path.join(this.state, `key-${resourceName}`);
+        if (!fs.existsSync(file)) {
+            execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", resourceName, "-f", file]);
+        }
+        return { privateKeyOpenssh: fs.readFileSync(file, "utf8"), publicKeyOpenssh: fs.readFileSync(`${file}.pub`, "utf8").trim() };
+    }
+
+    /**
      * Creates and powers on a host, as EC2 launches an instance: it returns before the host has booted. FILES (path
      * on the host → content) are laid into its root first, as the test's stand-in for what AWS provides a node; its
      * security groups' filter is in place before its first packet.
      */
-    launch(node: string, userData: string, firewall: SecurityGroupFirewall, files: Record<string, string> = {},
-        instanceId = `i-${node}-${path.basename(this.state)}`): void {
+    launch(node: string, request: LaunchRequest, firewall: SecurityGroupFirewall, files: Record<string, string> = {},
+        options: { withoutIndex?: boolean } = {}): void {
         const placement = this.placements[node];
         if (!placement) {
             throw new Error(`no test host for ${node}; have ${Object.keys(this.placements).join(", ")}`);
         }
         const userDataFile = path.join(this.state, `${node}.user-data`);
-        const publicKeyFile = path.join(this.state, "id_ed25519.pub");
-        fs.writeFileSync(userDataFile, userData);
+        fs.writeFileSync(userDataFile, request.userData);
+        // Only the key pair the request named is in the host's metadata; without one, cloud-init authorizes none.
+        let publicKeyFile = "-";
+        if (request.publicKey !== undefined) {
+            publicKeyFile = path.join(this.state, `${node}.key-pair.pub`);
+            fs.writeFileSync(publicKeyFile, request.publicKey.trim());
+        }
         execFileSync("bash", [MACHINES_SH, "create", this.state, node, String(placement.public ?? "-"),
-            String(placement.private ?? "-"), this.base, userDataFile, publicKeyFile, instanceId],
+            String(placement.private ?? "-"), this.base, userDataFile, publicKeyFile,
+            request.instanceId ?? `i-${node}-${path.basename(this.state)}`],
         { stdio: "inherit" });
         for (const [file, content] of Object.entries(files)) {
             const target = path.join(this.state, "hosts", node, "root", file);
@@ -188,6 +219,10 @@ export class BootedHosts {
         }
         this.created.add(node);
         this.enforce(firewall, [node]);
+        if (options.withoutIndex) {
+            // A host whose setup must fail: the package index is gone for it from its first packet.
+            execFileSync("bash", [MACHINES_SH, "unreachable", this.state, node, new URL(this.indexUrl).hostname], { stdio: "inherit" });
+        }
         this.powerOn(node);
     }
 
@@ -315,11 +350,28 @@ export class BootedHosts {
     }
 
     /** Runs `text` on a host as the login user, waiting for SSH while the host boots; a private host through the jump host. */
-    run(node: string, text: string, stdin?: string): Promise<CommandResult> {
+    async run(node: string, text: string, stdin?: string): Promise<CommandResult> {
         const connection = { host: this.address(node), user: LOGIN_USER, privateKey: this.privateKey, dialErrorLimit: 40 };
         const jump = this.isPrivateOnly(node) ? this.jumpHost() : undefined;
-        return runOverSsh({ connection: jump ? { ...connection, proxy: { ...connection, host: this.address(jump) } } : connection },
-            text, stdin, `${node}: ${text.slice(0, 40)}`);
+        try {
+            return await runOverSsh({ connection: jump ? { ...connection, proxy: { ...connection, host: this.address(jump) } } : connection },
+                text, stdin, `${node}: ${text.slice(0, 40)}`);
+        } catch (e) {
+            // A host that could not be reached or refused the login: its own account of the boot goes with the error.
+            if (e instanceof CommandFailed && e.result.code === 255) {
+                e.message += `\n${this.diagnose(node)}`;
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * The host's boots, the journal of its current boot, the jobs systemd still waits on and its critical chain,
+     * read from outside (machines.sh diagnose), for the test's output.
+     */
+    diagnose(node: string): string {
+        const result = spawnSync("bash", [MACHINES_SH, "diagnose", this.state, node], { encoding: "utf8", timeout: 90_000 });
+        return `${result.stdout ?? ""}${result.stderr ?? ""}`;
     }
 
     /**
