@@ -84,14 +84,7 @@ printf '%s' "$config" | "${venv}/bin/python" -c 'import json, sys; json.load(sys
     || die "--config is not JSON"
 put "${RAY_STATE_DIR}/autoscaler.yaml" 600 "$config" && changed=yes
 
-marker="${venv}/.ray-cluster-aws-sdk"
-if ! state_matches "$marker" "$AWS_SDK_REQUIREMENTS"; then
-    # shellcheck disable=SC2086 # one requirement per word
-    venv_install "$venv" "$installer" "$index_url" $AWS_SDK_REQUIREMENTS \
-        || die "could not install the autoscaler's AWS SDK (${AWS_SDK_REQUIREMENTS}) from ${index_url:-PyPI}"
-    printf '%s\n' "$AWS_SDK_REQUIREMENTS" > "$marker"
-    changed=yes
-fi
+ensure_aws_sdk "$venv" "$installer" "$index_url" "$AWS_SDK_REQUIREMENTS" && changed=yes
 
 if [ "$changed" = yes ] || ! systemctl is-active --quiet ray-autoscaler.service; then
     "${SUDO[@]}" systemctl restart ray-autoscaler.service

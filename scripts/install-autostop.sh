@@ -34,11 +34,7 @@ for required in idle_minutes region project stack head_id gcs_address dashboard_
 done
 [ -x "${venv}/bin/python" ] || die "no Ray venv at ${venv}; run install-ray.sh first"
 
-# shellcheck disable=SC2086 # one requirement per word
-if ! "${venv}/bin/python" -c 'import boto3' 2>/dev/null; then
-    venv_install "$venv" "$installer" "$index_url" $AWS_SDK_REQUIREMENTS \
-        || die "could not install ${AWS_SDK_REQUIREMENTS} from ${index_url:-PyPI} with ${installer}"
-fi
+ensure_aws_sdk "$venv" "$installer" "$index_url" "$AWS_SDK_REQUIREMENTS" || true
 
 changed=no
 install_if_changed /usr/local/lib/ray-cluster/autostop.py 644 "$AUTOSTOP_PY" && changed=yes

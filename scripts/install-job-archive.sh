@@ -27,11 +27,7 @@ done
 [ -x "${venv}/bin/python" ] || die "no Ray venv at ${venv}; run install-ray.sh first"
 [ -f "${RAY_SETTINGS_DIR}/stack.json" ] || die "no ${RAY_SETTINGS_DIR}/stack.json; run install-job-env.sh first"
 
-# shellcheck disable=SC2086 # one requirement per word
-if ! "${venv}/bin/python" -c 'import boto3' 2>/dev/null; then
-    venv_install "$venv" "$installer" "$index_url" $AWS_SDK_REQUIREMENTS \
-        || die "could not install ${AWS_SDK_REQUIREMENTS} from ${index_url:-PyPI} with ${installer}"
-fi
+ensure_aws_sdk "$venv" "$installer" "$index_url" "$AWS_SDK_REQUIREMENTS" || true
 
 changed=no
 install_if_changed /usr/local/lib/ray-cluster/job_archive.py 644 "$ARCHIVE_PY" && changed=yes
@@ -44,15 +40,10 @@ RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 exec ${venv}/bin/python /usr/local
     && changed=yes
 install_if_changed "${RAY_SETTINGS_DIR}/job-archive.env" 644 "DASHBOARD_URL=${dashboard_url}
 GCS_ADDRESS=${gcs_address}" && changed=yes
-if install_if_changed /etc/systemd/system/ray-job-archive.service 644 "${ARCHIVE_SERVICE//@USER@/$(id -un)}"; then
-    "${SUDO[@]}" systemctl daemon-reload
-    changed=yes
-fi
+install_unit ray-job-archive.service "${ARCHIVE_SERVICE//@USER@/$(id -un)}" && changed=yes
 where=$(python3 -c 'import json; s = json.load(open("/etc/ray-cluster/stack.json")); print("s3://" + s["jobLogs"]["bucket"] + "/" + s["jobLogs"]["prefix"])')
-"${SUDO[@]}" systemctl enable --quiet ray-job-archive.service
-if systemctl is-active --quiet ray-job-archive.service && [ "$changed" = no ]; then
+if ensure_service_running ray-job-archive.service "$changed"; then
+    log "job archive on: ray-job-archive.service copies each job that ends to ${where}"
+else
     log "job archive already on: ended jobs go to ${where}"
-    exit 0
 fi
-"${SUDO[@]}" systemctl restart ray-job-archive.service
-log "job archive on: ray-job-archive.service copies each job that ends to ${where}"

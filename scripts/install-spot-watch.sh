@@ -17,14 +17,9 @@ settings="${RAY_SETTINGS_DIR}/ray-worker.env"
 changed=no
 install_if_changed /usr/local/lib/ray-cluster/spot_watch.py 644 "$WATCH_PY" && changed=yes
 unit_text=${WATCH_SERVICE//@USER@/$(id -un)}
-if install_if_changed /etc/systemd/system/ray-spot-watch.service 644 "${unit_text//@SETTINGS@/$settings}"; then
-    "${SUDO[@]}" systemctl daemon-reload
-    changed=yes
-fi
-"${SUDO[@]}" systemctl enable --quiet ray-spot-watch.service
-if systemctl is-active --quiet ray-spot-watch.service && [ "$changed" = no ]; then
+install_unit ray-spot-watch.service "${unit_text//@SETTINGS@/$settings}" && changed=yes
+if ensure_service_running ray-spot-watch.service "$changed"; then
+    log "spot watch on: ray-spot-watch.service drains this node in Ray on an EC2 interruption notice or rebalance recommendation"
+else
     log "spot watch already on"
-    exit 0
 fi
-"${SUDO[@]}" systemctl restart ray-spot-watch.service
-log "spot watch on: ray-spot-watch.service drains this node in Ray on an EC2 interruption notice or rebalance recommendation"

@@ -67,6 +67,41 @@ state_matches() {
     [ -f "$file" ] && [ "$(cat "$file")" = "$desired" ]
 }
 
+# Installs systemd unit NAME (ray-job-archive.service …) with TEXT, reloading systemd if it changed; returns 0 when it
+# changed, 1 when it was already so. Usage: install_unit NAME TEXT
+install_unit() {
+    if install_if_changed "/etc/systemd/system/$1" 644 "$2"; then
+        "${SUDO[@]}" systemctl daemon-reload
+        return 0
+    fi
+    return 1
+}
+
+# Enables service UNIT and (re)starts it unless it runs already and CHANGED is no; returns 0 when it (re)started it,
+# 1 when it left it running. Usage: ensure_service_running UNIT CHANGED
+ensure_service_running() {
+    "${SUDO[@]}" systemctl enable --quiet "$1"
+    if systemctl is-active --quiet "$1" && [ "$2" = no ]; then
+        return 1
+    fi
+    "${SUDO[@]}" systemctl restart "$1"
+}
+
+# Installs the AWS SDK (REQUIREMENTS, one per word, pinned) into VENV unless exactly this list is there already, as
+# autostop, the job archive and the autoscaler each need; a recreated venv loses the marker and gets it again.
+# Returns 0 when it installed it, 1 when it was there. Usage: ensure_aws_sdk VENV INSTALLER INDEX_URL REQUIREMENTS
+ensure_aws_sdk() {
+    local venv=$1 installer=$2 index_url=$3 requirements=$4
+    local marker="${venv}/.ray-cluster-aws-sdk"
+    if state_matches "$marker" "$requirements"; then
+        return 1
+    fi
+    # shellcheck disable=SC2086 # one requirement per word
+    venv_install "$venv" "$installer" "$index_url" $requirements \
+        || die "could not install the AWS SDK (${requirements}) into ${venv} from ${index_url:-PyPI} with ${installer}"
+    printf '%s\n' "$requirements" > "$marker"
+}
+
 # Whether this user runs a process named by PATTERN here. Matched by process name: a pattern on full command
 # lines would also match the text of the script asking.
 ray_running() {

@@ -41,7 +41,8 @@ const STACK_CONFIG = {
     autostopIdleMinutes: 1,
     workerCount: 1,
     // The test hosts have no GPU: the group says it has one, as a user may to cap or fake what Ray detects.
-    workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1, gpus: 1 }],
+    // A spot group too, so that its node's spot watch is installed by the stack's own command.
+    workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1, gpus: 1, spot: true }],
 };
 /** How often the head checks for idleness here: the stack's timer says every minute; a drop-in makes it 15 s. */
 const CHECK_SECONDS = 15;
@@ -307,6 +308,7 @@ describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, (
             assert.ok(at(`${worker}-start`).start >= at("headnode-start").end, `${worker} starts after the head is up`);
         }
         assert.ok(at("verify").start >= Math.max(at("worker-1-start").end, at("gpu-1-start").end));
+        assert.ok(at("gpu-1-spot-watch").start >= at("gpu-1-start").end, "the spot watch shares the started worker's settings");
     });
 
     test("each host got its hostname, resolvable through its own /etc/hosts", async () => {
@@ -351,6 +353,30 @@ describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, (
         });
         const { stdout } = await onHost("headnode", "journalctl -u ray-job-archive --no-pager -o cat | head -5");
         assert.match(stdout, /copying each job that ends to the results bucket, looking every 5s/);
+    });
+
+    test("the spot group's node runs the spot watch, which polls its metadata with IMDSv2 and drains nothing without a " +
+        "notice; a re-run of its install changes nothing; no other node has it", async () => {
+        const watch = command("ray-cluster-gpu-1-spot-watch");
+        await eventually({ what: "two quiet polls of the spot watch on gpu-1", timeoutSeconds: 60, intervalSeconds: 2 }, async () => {
+            const { stdout } = await onHost("gpu-1", "systemctl is-enabled ray-spot-watch; systemctl is-active ray-spot-watch; " +
+                "systemctl show -p ActiveEnterTimestampMonotonic --value ray-spot-watch; cat /proc/uptime");
+            const [enabled, active, since, uptime] = stdout.trim().split("\n");
+            const seconds = Number(uptime.split(" ")[0]) - Number(since) / 1e6;
+            return enabled === "enabled" && active === "active" && seconds > 12 ? true : undefined;
+        });
+        const { stdout: journal } = await onHost("gpu-1", "journalctl -u ray-spot-watch --no-pager -o cat");
+        assert.match(journal, /^spot-watch: watching the instance metadata for spot interruptions and rebalance recommendations every 5s$/m);
+        assert.doesNotMatch(journal, /failed|drained/, "every poll answered, and nothing was drained");
+        // gpu-1's metadata requires IMDSv2 (its metadataOptions): a poll without a session token would be refused, and
+        // the refusal logged above.
+        assert.equal(reveal(byName(rendered, "ray-cluster-gpu-1").inputs).metadataOptions.httpTokens, "required");
+        const before = (await onHost("gpu-1", "systemctl show -p MainPID --value ray-spot-watch")).stdout;
+        assert.match((await runOverSsh(watch, watch.create!, undefined, "spot watch again")).stdout, /spot watch already on/);
+        assert.equal((await onHost("gpu-1", "systemctl show -p MainPID --value ray-spot-watch")).stdout, before, "restarted");
+        for (const node of ["headnode", "worker-1"]) {
+            assert.match((await onHost(node, "systemctl is-enabled ray-spot-watch 2>&1 || true")).stdout, /not-found|No such file|disabled/);
+        }
     });
 
     test("every node's Ray processes see the region and the four buckets, and no AWS key is on any node", async () => {
@@ -908,6 +934,9 @@ PY`);
     });
 
     test("the delete commands stop and disable Ray, workers before the head, and no reboot brings it back", async () => {
+        // The spot watch goes first, as destroy deletes it before the start it depends on.
+        const watch = command("ray-cluster-gpu-1-spot-watch");
+        assert.match((await runOverSsh(watch, watch.delete!, undefined, "gpu-1 spot watch delete")).stdout, /spot watch off/);
         for (const node of ["worker-1", "gpu-1", "headnode"]) {
             const start = command(`ray-cluster-${node}-start`);
             const { stdout } = await runOverSsh(start, start.delete!, undefined, `${node} delete`);
@@ -936,8 +965,9 @@ PY`);
     test("every command the stack registered was replayed", () => {
         const registered = byType(rendered, "command:remote:Command").map((r) => r.name).sort();
         assert.deepEqual(log.map((e) => e.name).sort(), registered);
-        // Per node: prepare, job environment, install, start; on the head: the job archive, autostop and verify.
-        assert.equal(registered.length, 3 * 4 + 3);
+        // Per node: prepare, job environment, install, start; on the head: the job archive, autostop and verify; on the
+        // spot group's node, its spot watch.
+        assert.equal(registered.length, 3 * 4 + 3 + 1);
     });
 
     test("destroy with every host stopped ends at once: the engine skips the node commands' deletes", async () => {
