@@ -33,6 +33,7 @@ export = async () => {
             connectVia: config.connectVia,
             workersNeedInternet: config.bootstrapRay && config.packageIndexUrl === "",
             workers: config.workerGroups.reduce((sum, group) => sum + mostNodes(group), 0),
+            elasticWorkers: config.workerGroups.reduce((sum, group) => sum + (group.elastic?.maxCount ?? 0), 0),
             tags,
         })
         : (network = new Network(name, {
@@ -40,6 +41,7 @@ export = async () => {
             subnetCidr: config.subnetCidr,
             availabilityZone: config.availabilityZone,
             privateWorkers: privateWorkers ? { cidrBlock: config.privateSubnetCidr, natGateway: config.natGateway } : undefined,
+            elasticZones: config.elasticZoneSubnets,
             tags,
         })).placement;
     const security = new ClusterSecurity(name, {
@@ -152,7 +154,7 @@ export = async () => {
             headRole: headRole.role,
             workerRole: role.role,
             workerInstanceProfileArn: role.instanceProfile.arn,
-            workerSubnetId: placement.workerSubnetId,
+            workerSubnetIds: [placement.workerSubnetId, ...placement.elasticSubnetIds],
             workerSecurityGroupIds: security.workerSecurityGroupIds,
             privateWorkers,
             keyName: sshKey.keyPair.keyName,

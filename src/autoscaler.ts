@@ -49,8 +49,11 @@ export interface AutoscalerSettings {
     sshUser: string;
     /** EC2 key pair of the stack, so users reach launched workers with their own key. */
     keyName: string;
-    /** The worker subnet (public or private) the nodes launch into. */
-    subnetId: string;
+    /**
+     * The worker subnets (public or private) the nodes launch into, the head zone's first: Ray's AWS node provider
+     * tries the next when EC2 refuses a launch.
+     */
+    subnetIds: string[];
     /** The workers' security groups. */
     securityGroupIds: string[];
     /** The workers' instance profile: the node role, never the head's. */
@@ -100,16 +103,18 @@ function nodeConfig(s: AutoscalerSettings, type: ElasticNodeType): Record<string
     const tags = tagList(elasticTags(s.tags, type.group.name));
     // Ray adds its cluster-name tag to the instance's tags only; the head may launch only volumes that carry it too.
     const volumeTags = tagList({ ...elasticTags(s.tags, type.group.name), [RAY_CLUSTER_NAME_TAG]: s.clusterName });
-    const network = s.privateWorkers
-        // An interface of our own keeps a private worker without a public IP even in a subnet that maps them.
-        ? { NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: s.subnetId, Groups: s.securityGroupIds, AssociatePublicIpAddress: false,
+    // An interface of our own keeps a private worker without a public IP even in a subnet that maps them. Ray's
+    // provider never moves an interface to another subnet, so with several zones it names subnets instead, which
+    // then give no public IP (the stack's own private subnets; existing ones are checked for it).
+    const network = s.privateWorkers && s.subnetIds.length === 1
+        ? { NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: s.subnetIds[0], Groups: s.securityGroupIds, AssociatePublicIpAddress: false,
             DeleteOnTermination: true }] }
         : { SecurityGroupIds: s.securityGroupIds };
     return {
         InstanceType: type.group.instanceType,
         ImageId: type.imageId,
         // A list: Ray ignores a singular SubnetId (ray#14551).
-        SubnetIds: [s.subnetId],
+        SubnetIds: s.subnetIds,
         ...network,
         KeyName: s.keyName,
         IamInstanceProfile: { Arn: s.instanceProfileArn },

@@ -74,6 +74,22 @@ export function choice<const T extends readonly [string, ...string[]]>(defaultVa
         { type: "string", default: defaultValue, description });
 }
 
+/** A JSON list of distinct words of one form (availability zones, subnet ids). */
+export function textList(defaultValue: string[], pattern: RegExp, expected: string, description: string) {
+    const list = z.array(z.string({ error: expected }), { error: expected }).superRefine((words, ctx) => {
+        const bad = words.find((word) => !pattern.test(word));
+        if (bad !== undefined) {
+            ctx.addIssue({ code: "custom", message: `${expected}; '${bad}' is not one`, abort: true });
+            return;
+        }
+        const twice = words.find((word, i) => words.indexOf(word) !== i);
+        if (twice !== undefined) {
+            ctx.addIssue({ code: "custom", message: `${expected}, each once; '${twice}' is there twice` });
+        }
+    });
+    return declare(json(expected).pipe(list).default(defaultValue), { type: "array", default: defaultValue, description });
+}
+
 const CIDR_FORM = "an IPv4 CIDR block such as 10.0.0.0/16, with no host bits set";
 
 /** An IPv4 CIDR block with no host bits set, the form AWS accepts; `rule` states any further bound of its own. */

@@ -8,8 +8,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as semver from "semver";
 import { z } from "zod";
 import {
-    choice, cidr, cidrList, ConfigError, flag, flagField, inside, integer, KeySchema, overlaps, parseCidr, Problem,
-    problemsOf, structured, text, textField, usableAddresses, wholeField,
+    choice, cidr, cidrList, ConfigError, flag, flagField, inside, integer, KeySchema, overlaps, parseCidr, ParsedCidr, Problem,
+    problemsOf, structured, text, textField, textList, usableAddresses, wholeField,
 } from "./config-schema";
 import {
     DEFAULT_GROUP, DLAMI_ROOT_SNAPSHOT_GB, GPU_DEFAULT_VOLUME_GB, HEAD_GROUP, isNvidiaGpuType, mostNodes, WorkerGroup,
@@ -32,6 +32,8 @@ const AMI_FORM = "an AMI id such as ami-0abcdef1234567890";
 /** Families EC2 offers on Dedicated Hosts only (mac*, u-* high memory): RunInstances refuses them on the spot market. */
 const NO_SPOT_FAMILIES = /^(mac\d|u-|u\d)/;
 const awsId = (prefix: string) => new RegExp(`^$|^${prefix}-[0-9a-f]{8,17}$`);
+/** An availability zone's name: us-east-1a, eu-central-2b, us-gov-west-1a. */
+const ZONE_FORM = /^[a-z]{2}(-[a-z]+)+-\d[a-z]$/;
 
 // ── The nodes ────────────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -210,10 +212,24 @@ const NETWORK_KEYS = {
         "The head's subnet in vpcId; it must route to an internet gateway unless connectVia is private."),
     privateSubnetId: text("", awsId("subnet"), "an id such as subnet-0abcdef1234567890, or empty",
         "The workers' subnet in vpcId when workerNetwork is private."),
+    elasticZones: textList([], ZONE_FORM, 'a JSON list of availability zones such as ["us-east-1b", "us-east-1c"]',
+        "Availability zones besides the head's in which elastic groups may also launch, each with a worker subnet of its own " +
+        "(public or private, as workerNetwork says); Ray's autoscaler tries the next one when EC2 refuses a launch. Traffic " +
+        "between zones is billed per GB in each direction; fixed groups stay in the head's zone."),
+    elasticSubnetCidrs: cidrList([], "IPv4 CIDR blocks of the elasticZones' worker subnets, one per zone in the same order; " +
+        "empty derives them: blocks the size of the workers' subnet, the first free ones in vpcCidr."),
+    natGatewayPerZone: flag(false, "With private workers and elasticZones: a NAT gateway in each elastic zone (each billed " +
+        "per hour and per GB, about $33 a month before data) rather than one in the head's zone for all (cheaper; the other " +
+        "zones' traffic to it is billed as cross-zone data, and it fails with its zone)."),
+    elasticSubnetIds: textList([], /^subnet-[0-9a-f]{8,17}$/, 'a JSON list of subnet ids such as ["subnet-0abcdef1234567890"]',
+        "With vpcId: subnets of that VPC in other zones in which elastic groups may also launch; public ones (an internet " +
+        "gateway route) with workerNetwork public, private ones that give no public IP with workerNetwork private."),
 };
 
+
 /** Keys that shape a network the stack builds itself, and so mean nothing in a VPC it is given. */
-const OWN_NETWORK_KEYS = ["vpcCidr", "subnetCidr", "privateSubnetCidr", "availabilityZone", "natGateway"] as const;
+const OWN_NETWORK_KEYS = ["vpcCidr", "subnetCidr", "privateSubnetCidr", "availabilityZone", "natGateway", "elasticZones",
+    "elasticSubnetCidrs", "natGatewayPerZone"] as const;
 
 const cidrOf = (block: string) => parseCidr(block)!;
 const insideVpc = (key: "subnetCidr" | "privateSubnetCidr", block: string, vpcCidr: string): Problem | undefined =>
@@ -225,6 +241,122 @@ const roomFor = (key: "subnetCidr" | "privateSubnetCidr", block: string, needed:
         : { key, expected: `a subnet with room for ${needed} ${what} (it has ${usableAddresses(cidrOf(block))} usable addresses)` };
 const builtHere = (v: Pick<Settings, "vpcId">) => v.vpcId === "";
 const privateMode = (v: Pick<Settings, "workerNetwork">) => v.workerNetwork === "private";
+
+// ── Elastic zones ────────────────────────────────────────────────────────────────────────────────────────────────
+
+const elasticMax = (v: Pick<Settings, "workerGroups">) => v.workerGroups.reduce((sum, g) => sum + (g.maxCount ?? 0), 0);
+const hasElastic = (v: Pick<Settings, "workerGroups">) => v.workerGroups.some((g) => g.maxCount !== undefined);
+const toNumber = (block: ParsedCidr) => block.address.toByteArray().reduce((n, byte) => n * 256 + byte, 0);
+const toCidr = (n: number, prefix: number) => `${[24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join(".")}/${prefix}`;
+
+/** Blocks of PREFIX inside VPC that overlap none of TAKEN, from its bottom up (or its top down). */
+function freeBlocks(vpc: ParsedCidr, prefix: number, taken: ParsedCidr[], count: number, fromTop = false): string[] {
+    const size = 2 ** (32 - prefix);
+    const blocks = 2 ** (prefix - vpc.prefix);
+    const found: string[] = [];
+    for (let i = 0; i < blocks && found.length < count; i++) {
+        const block = toCidr(toNumber(vpc) + (fromTop ? blocks - 1 - i : i) * size, prefix);
+        if (!taken.some((t) => overlaps(t, cidrOf(block)))) {
+            found.push(block);
+            taken = [...taken, cidrOf(block)];
+        }
+    }
+    return found;
+}
+
+/** The worker subnet of each elastic zone, and with a NAT gateway per zone the small public subnet it sits in. */
+export interface ZoneSubnet {
+    zone: string;
+    /** The workers' subnet in that zone. */
+    cidrBlock: string;
+    /** The /28 public subnet of the zone's own NAT gateway (natGatewayPerZone). */
+    natCidrBlock?: string;
+}
+
+type ZoneSettings = Pick<Settings, "elasticZones" | "elasticSubnetCidrs" | "natGatewayPerZone" | "natGateway" | "vpcCidr" |
+    "subnetCidr" | "privateSubnetCidr" | "workerNetwork">;
+
+/** The blocks the stack's own subnets take: the head's, and the private workers' in private mode. */
+const ownBlocks = (v: ZoneSettings) => [cidrOf(v.subnetCidr), ...(privateMode(v) ? [cidrOf(v.privateSubnetCidr)] : [])];
+
+/** Each elastic zone's subnets: elasticSubnetCidrs where given, else the first free blocks of the workers' size. */
+export function zoneSubnets(v: ZoneSettings): ZoneSubnet[] {
+    const vpc = cidrOf(v.vpcCidr);
+    const workerPrefix = cidrOf(privateMode(v) ? v.privateSubnetCidr : v.subnetCidr).prefix;
+    const blocks = v.elasticSubnetCidrs.length > 0 ? v.elasticSubnetCidrs
+        : freeBlocks(vpc, workerPrefix, ownBlocks(v), v.elasticZones.length);
+    const perZoneNat = v.natGatewayPerZone && privateMode(v) && v.natGateway;
+    // The NAT gateways' subnets come from the VPC's top, away from the workers' blocks.
+    const natBlocks = perZoneNat ? freeBlocks(vpc, 28, [...ownBlocks(v), ...blocks.map(cidrOf)], v.elasticZones.length, true) : [];
+    return v.elasticZones.map((zone, i) => ({ zone, cidrBlock: blocks[i], ...(perZoneNat ? { natCidrBlock: natBlocks[i] } : {}) }));
+}
+
+const ZONE_RULES: Rule[] = [
+    rule(["elasticZones", "workerGroups"], (v) => v.elasticZones.length > 0 && !hasElastic(v) ? {
+        key: "elasticZones",
+        expected: "empty unless a workerGroups entry is elastic (minCount and maxCount): fixed groups stay in the head's zone",
+    } : undefined),
+    rule(["elasticZones", "availabilityZone"], (v) => v.availabilityZone !== "" && v.elasticZones.includes(v.availabilityZone) ? {
+        key: "elasticZones", expected: `zones other than availabilityZone ${v.availabilityZone}, the head's, which elastic groups use already`,
+    } : undefined),
+    rule(["elasticZones", "elasticSubnetCidrs"], (v) => v.elasticSubnetCidrs.length > 0 &&
+        v.elasticSubnetCidrs.length !== v.elasticZones.length ? {
+            key: "elasticSubnetCidrs",
+            expected: `one block per entry of elasticZones (${v.elasticZones.length}), or empty to derive them`,
+        } : undefined),
+    rule(["vpcId", "elasticZones", "elasticSubnetCidrs", "natGatewayPerZone", "natGateway", "vpcCidr", "subnetCidr",
+        "privateSubnetCidr", "workerNetwork", "workerGroups"], (v) => {
+        if (!builtHere(v) || v.elasticZones.length === 0 ||
+            (v.elasticSubnetCidrs.length > 0 && v.elasticSubnetCidrs.length !== v.elasticZones.length)) {
+            return undefined;
+        }
+        const zones = zoneSubnets(v);
+        const given = v.elasticSubnetCidrs.length > 0;
+        if (zones.some((z) => z.cidrBlock === undefined)) {
+            return { key: "elasticZones", expected: `at most ${zones.filter((z) => z.cidrBlock !== undefined).length} zones: ` +
+                `vpcCidr ${v.vpcCidr} has no more free blocks the size of the workers' subnet; list fewer zones, or give ` +
+                "elasticSubnetCidrs" };
+        }
+        if (zones.some((z) => v.natGatewayPerZone && z.natCidrBlock === undefined && privateMode(v) && v.natGateway)) {
+            return { key: "natGatewayPerZone", expected: `false: vpcCidr ${v.vpcCidr} has no free /28 left for each zone's NAT gateway` };
+        }
+        const problems: Problem[] = [];
+        const key = given ? "elasticSubnetCidrs" : "elasticZones";
+        zones.forEach((z, i) => {
+            const block = cidrOf(z.cidrBlock);
+            const clash = [...ownBlocks(v), ...zones.slice(0, i).map((o) => cidrOf(o.cidrBlock))].find((o) => overlaps(o, block));
+            if (!inside(block, cidrOf(v.vpcCidr), 28)) {
+                problems.push({ key, expected: `blocks inside vpcCidr ${v.vpcCidr}, with a prefix up to /28; ${z.cidrBlock} is not` });
+            } else if (clash) {
+                problems.push({ key, expected: `blocks that overlap no other subnet; ${z.cidrBlock} overlaps ${toCidr(toNumber(clash), clash.prefix)}` });
+            } else if (usableAddresses(block) < elasticMax(v)) {
+                problems.push({ key, expected: `subnets with room for the elastic groups' ${elasticMax(v)} workers; ${z.cidrBlock} ` +
+                    `has ${usableAddresses(block)} usable addresses` });
+            }
+        });
+        return problems;
+    }),
+    rule(["natGatewayPerZone", "workerNetwork", "natGateway", "elasticZones"], (v) =>
+        v.natGatewayPerZone && !(privateMode(v) && v.natGateway && v.elasticZones.length > 0) ? {
+            key: "natGatewayPerZone",
+            expected: "false unless workerNetwork is private, natGateway is true and elasticZones lists a zone: only private " +
+                "workers in other zones egress through a NAT gateway of their own",
+        } : undefined),
+    rule(["vpcId", "elasticSubnetIds", "workerGroups", "subnetId", "privateSubnetId"], (v) => {
+        if (v.elasticSubnetIds.length === 0) {
+            return undefined;
+        }
+        if (v.vpcId === "") {
+            return { key: "elasticSubnetIds", expected: "empty unless vpcId is set: in the stack's own VPC, list elasticZones" };
+        }
+        if (!hasElastic(v)) {
+            return { key: "elasticSubnetIds", expected: "empty unless a workerGroups entry is elastic (minCount and maxCount)" };
+        }
+        const own = v.elasticSubnetIds.find((id) => id === v.subnetId || id === v.privateSubnetId);
+        return own ? { key: "elasticSubnetIds", expected: `subnets other than subnetId and privateSubnetId; ${own} is one of them` }
+            : undefined;
+    }),
+];
 
 const NETWORK_RULES: Rule[] = [
     rule(["vpcId", "vpcCidr", "subnetCidr"], (v) => builtHere(v) ? insideVpc("subnetCidr", v.subnetCidr, v.vpcCidr) : undefined),
@@ -342,7 +474,7 @@ function rule<K extends ConfigKey>(keys: K[], check: (values: Pick<Settings, K>,
     Problem | Problem[] | undefined): Rule {
     return { keys, check };
 }
-const RULES = [...NODE_RULES, ...NETWORK_RULES, ...DATA_AND_COST_RULES];
+const RULES = [...NODE_RULES, ...NETWORK_RULES, ...ZONE_RULES, ...DATA_AND_COST_RULES];
 
 /** An existing VPC the cluster is placed in, instead of a network of its own. */
 export interface ExistingNetwork {
@@ -352,10 +484,13 @@ export interface ExistingNetwork {
     subnetId: string;
     /** The workers' subnet with workerNetwork private; empty puts them in subnetId. */
     privateSubnetId: string;
+    /** Subnets in other zones where elastic groups may also launch. */
+    elasticSubnetIds: string[];
 }
 
 /** The validated, fully defaulted settings of one stack. Everything downstream takes plain values from here. */
-export type ClusterConfig = Omit<Settings, "workerSpot" | "workerGroups" | "vpcId" | "subnetId" | "privateSubnetId"> & {
+export type ClusterConfig = Omit<Settings, "workerSpot" | "workerGroups" | "vpcId" | "subnetId" | "privateSubnetId" |
+    "elasticSubnetIds"> & {
     /** Pulumi project name, used in tags and resource names. */
     project: string;
     /** Pulumi stack name, used in tags and the default identity file. */
@@ -364,6 +499,8 @@ export type ClusterConfig = Omit<Settings, "workerSpot" | "workerGroups" | "vpcI
     workerGroups: WorkerGroup[];
     /** The existing VPC and subnets the cluster goes into; undefined builds a network of its own. */
     existingNetwork?: ExistingNetwork;
+    /** In a network of its own: each elastic zone's subnets, derived or given. */
+    elasticZoneSubnets: ZoneSubnet[];
 };
 /** How the bootstrap reaches the nodes over SSH. */
 export type ConnectVia = Settings["connectVia"];
@@ -421,14 +558,15 @@ export function parseConfig(raw: RawValues, ctx: ParseContext, fullKeys: string[
         throw new ConfigError(ctx.namespace, problems);
     }
     // The default group's settings and the VPC's ids become workerGroups and existingNetwork.
-    const { workerSpot, workerGroups, vpcId, subnetId, privateSubnetId, ...plain } = values as Settings;
+    const { workerSpot, workerGroups, vpcId, subnetId, privateSubnetId, elasticSubnetIds, ...plain } = values as Settings;
     return {
         ...plain,
         project: ctx.project,
         stack: ctx.stack,
         sshIdentityFile: plain.sshIdentityFile || `~/.ssh/${ctx.project}-${ctx.stack}.pem`,
         workerGroups: resolveGroups({ ...plain, workerSpot, workerGroups }, given("volumeSizeGb")),
-        existingNetwork: vpcId === "" ? undefined : { vpcId, subnetId, privateSubnetId },
+        existingNetwork: vpcId === "" ? undefined : { vpcId, subnetId, privateSubnetId, elasticSubnetIds },
+        elasticZoneSubnets: vpcId === "" ? zoneSubnets({ ...(values as Settings) }) : [],
     };
 }
 

@@ -32,8 +32,8 @@ export interface ElasticWorkersArgs extends SshAccess {
     workerRole: aws.iam.Role;
     /** The workers' instance profile, which launched workers get. */
     workerInstanceProfileArn: pulumi.Input<string>;
-    /** The subnet workers launch into (public or private). */
-    workerSubnetId: pulumi.Input<string>;
+    /** The subnets workers launch into (public or private): the head zone's first, then each elastic zone's. */
+    workerSubnetIds: pulumi.Input<string>[];
     /** The workers' security groups. */
     workerSecurityGroupIds: pulumi.Input<string>[];
     /** Whether workers are private: no public IP. */
@@ -53,12 +53,12 @@ export const AUTOSCALER_ACTIONS = ["ec2:DescribeInstances", "ec2:RunInstances", 
 
 /**
  * The head's grants for Ray's AWS node provider, confined to this stack: it may launch only with this stack's and
- * Ray's cluster tags on the request and only into this stack's subnet, security groups and key pair; tag only what
+ * Ray's cluster tags on the request and only into this stack's worker subnets, security groups and key pair; tag only what
  * it launches, or instances it launched before; terminate only those; and pass only the workers' role to EC2.
  */
 export function autoscalerPolicy(p: {
     partition: string; region: string; account: string; clusterName: string; tags: Record<string, string>;
-    subnetId: string; securityGroupIds: string[]; keyName: string; workerRoleArn: string;
+    subnetIds: string[]; securityGroupIds: string[]; keyName: string; workerRoleArn: string;
 }): Record<string, unknown> {
     const arn = (resource: string) => `arn:${p.partition}:ec2:${p.region}:${p.account}:${resource}`;
     const mark = { ...p.tags, [RAY_CLUSTER_NAME_TAG]: p.clusterName, [ELASTIC_TAG]: "true" };
@@ -71,7 +71,7 @@ export function autoscalerPolicy(p: {
             { Sid: "LaunchTaggedWorkers", Effect: "Allow", Action: ["ec2:RunInstances"],
                 Resource: [arn("instance/*"), arn("volume/*")], Condition: { StringEquals: condition("aws:RequestTag") } },
             { Sid: "LaunchIntoThisStack", Effect: "Allow", Action: ["ec2:RunInstances"], Resource: [
-                arn(`subnet/${p.subnetId}`), ...p.securityGroupIds.map((id) => arn(`security-group/${id}`)),
+                ...p.subnetIds.map((id) => arn(`subnet/${id}`)), ...p.securityGroupIds.map((id) => arn(`security-group/${id}`)),
                 arn(`key-pair/${p.keyName}`), arn("network-interface/*"), `arn:${p.partition}:ec2:${p.region}::image/*`] },
             { Sid: "TagAtLaunch", Effect: "Allow", Action: ["ec2:CreateTags"], Resource: [arn("instance/*"), arn("volume/*")],
                 Condition: { StringEquals: { "ec2:CreateAction": "RunInstances" } } },
@@ -129,17 +129,17 @@ export class ElasticWorkers extends pulumi.ComponentResource {
         const region = args.head.running.region;
         this.policy = new aws.iam.RolePolicy(`${name}-autoscaler`, {
             role: args.headRole.id,
-            policy: pulumi.all([partition, region, account, args.workerSubnetId, pulumi.all(args.workerSecurityGroupIds),
-                args.keyName, args.workerRole.arn]).apply(([p, r, a, subnetId, securityGroupIds, keyName, workerRoleArn]) =>
+            policy: pulumi.all([partition, region, account, pulumi.all(args.workerSubnetIds), pulumi.all(args.workerSecurityGroupIds),
+                args.keyName, args.workerRole.arn]).apply(([p, r, a, subnetIds, securityGroupIds, keyName, workerRoleArn]) =>
                 JSON.stringify(autoscalerPolicy({ partition: p, region: r, account: a, clusterName: args.clusterName,
-                    tags: args.tags, subnetId, securityGroupIds, keyName, workerRoleArn }))),
+                    tags: args.tags, subnetIds, securityGroupIds, keyName, workerRoleArn }))),
         }, { parent: this });
 
-        this.config = pulumi.all([types, region, args.workerSubnetId, pulumi.all(args.workerSecurityGroupIds), args.keyName,
-            args.workerInstanceProfileArn, key.publicKeyOpenssh]).apply(([t, r, subnetId, securityGroupIds, keyName, profileArn, publicKey]) =>
+        this.config = pulumi.all([types, region, pulumi.all(args.workerSubnetIds), pulumi.all(args.workerSecurityGroupIds), args.keyName,
+            args.workerInstanceProfileArn, key.publicKeyOpenssh]).apply(([t, r, subnetIds, securityGroupIds, keyName, profileArn, publicKey]) =>
             JSON.stringify(autoscalerConfig({
                 clusterName: args.clusterName, region: r, idleMinutes: args.idleMinutes, sshUser: args.sshUser, keyName,
-                subnetId, securityGroupIds, instanceProfileArn: profileArn, privateWorkers: args.privateWorkers, tags: args.tags,
+                subnetIds, securityGroupIds, instanceProfileArn: profileArn, privateWorkers: args.privateWorkers, tags: args.tags,
                 userData: elasticUserData(publicKey), rayVersion: args.rayVersion, pythonInstaller: args.pythonInstaller,
                 packageIndexUrl: args.packageIndexUrl, timeoutSeconds: args.timeoutSeconds, gcsPort: GCS_PORT, types: t,
             }), null, 2));

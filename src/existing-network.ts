@@ -13,6 +13,8 @@ export interface ExistingNetworkNeeds {
     workersNeedInternet: boolean;
     /** How many workers the stack places in the workers' subnet. */
     workers: number;
+    /** The most workers the elastic groups may launch into any one of elasticSubnetIds. */
+    elasticWorkers: number;
     /** The stack's tags, which find the instances it already has in a subnet. */
     tags: Record<string, string>;
 }
@@ -69,6 +71,7 @@ export async function placeInExistingNetwork(network: ExistingNetwork, needs: Ex
                 `(it has ${subnet.availableIpAddressCount} free${held > 0 ? `, and this stack's nodes hold ${held}` : ""})` });
         }
     }
+    await checkElasticSubnets(network, needs, head, workers ?? head, problems, lookUp);
     const headRoute = head ? await defaultRoute(network.vpcId, head.id) : undefined;
     if (head && headRoute !== "internet-gateway" && needs.connectVia === "public") {
         problems.push({ key: "subnetId", value: head.id, expected: "a public subnet whose default route leads to an " +
@@ -90,7 +93,57 @@ export async function placeInExistingNetwork(network: ExistingNetwork, needs: Ex
         privateWorkers: workers !== undefined,
         headBootDependencies: [],
         workerBootDependencies: [],
+        elasticSubnetIds: network.elasticSubnetIds,
+        elasticBootDependencies: [],
     };
+}
+
+/**
+ * The elastic groups' subnets in other zones: each of vpcId, in a zone of its own (none the head's), with room for the
+ * elastic groups, and reachable as the workers' own: public ones route to an internet gateway and give public IPs;
+ * private ones give none (Ray's provider launches into them by subnet, with no interface of ours to refuse one) and
+ * route somewhere unless a package index inside the network replaces PyPI.
+ */
+async function checkElasticSubnets(network: ExistingNetwork, needs: ExistingNetworkNeeds, head: aws.ec2.GetSubnetResult | undefined,
+    workers: aws.ec2.GetSubnetResult | undefined, problems: Problem[],
+    lookUp: (key: string, id: string) => Promise<aws.ec2.GetSubnetResult | undefined>): Promise<void> {
+    const key = "elasticSubnetIds";
+    const subnets = await Promise.all(network.elasticSubnetIds.map((id) => lookUp(key, id)));
+    const zones = new Set([head?.availabilityZone, workers?.availabilityZone]);
+    const privateWorkers = network.privateSubnetId !== "";
+    for (const subnet of subnets) {
+        if (!subnet) {
+            continue;
+        }
+        if (subnet.vpcId !== network.vpcId) {
+            problems.push({ key, value: subnet.id, expected: `subnets of vpcId ${network.vpcId}; ${subnet.id} belongs to ${subnet.vpcId}` });
+            continue;
+        }
+        if (zones.has(subnet.availabilityZone)) {
+            problems.push({ key, value: subnet.id, expected: `subnets each in a zone of its own, none the head's (${head?.availabilityZone}); ` +
+                `${subnet.id} is in ${subnet.availabilityZone}, which another subnet of the stack is in` });
+        }
+        zones.add(subnet.availabilityZone);
+        const held = await instancesOfStack(subnet.id, needs.tags);
+        if (subnet.availableIpAddressCount + held < needs.elasticWorkers) {
+            problems.push({ key, value: subnet.id, expected: `subnets with ${needs.elasticWorkers} free addresses for the elastic ` +
+                `groups; ${subnet.id} has ${subnet.availableIpAddressCount}` });
+        }
+        const route = await defaultRoute(network.vpcId, subnet.id);
+        if (!privateWorkers && !(route === "internet-gateway" && subnet.mapPublicIpOnLaunch)) {
+            problems.push({ key, value: subnet.id, expected: "public subnets with workerNetwork public: a default route to an " +
+                `internet gateway and public IPs on launch; ${subnet.id} has ${route === "internet-gateway" ? "no public IPs on launch"
+                    : "no internet gateway route"}` });
+        }
+        if (privateWorkers && subnet.mapPublicIpOnLaunch) {
+            problems.push({ key, value: subnet.id, expected: `private subnets with workerNetwork private: ${subnet.id} gives ` +
+                "instances public IPs on launch" });
+        }
+        if (privateWorkers && needs.workersNeedInternet && route === "none") {
+            problems.push({ key, value: subnet.id, expected: "subnets with a default route (a NAT gateway, say) so the workers can " +
+                `install Ray from PyPI; ${subnet.id} has none` });
+        }
+    }
 }
 
 /** How many instances of this stack, in any state but terminated, sit in the subnet. */

@@ -1,6 +1,8 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
+import { ZoneSubnet } from "./config";
 import { PrivateSubnet } from "./private-network";
+import { ElasticZones } from "./zones";
 
 /** Where the cluster's nodes go, and what must exist before each boots: the stack's own network or a given one. */
 export interface ClusterPlacement {
@@ -16,6 +18,10 @@ export interface ClusterPlacement {
     headBootDependencies: pulumi.Resource[];
     /** Resources that must exist before a worker boots (its subnet's way to the package index). */
     workerBootDependencies: pulumi.Resource[];
+    /** Subnets in other zones where elastic groups may also launch, after workerSubnetId. */
+    elasticSubnetIds: pulumi.Input<string>[];
+    /** Resources that must exist before an elastic worker boots in one of those subnets. */
+    elasticBootDependencies: pulumi.Resource[];
 }
 
 /** Inputs of the cluster's network. */
@@ -33,6 +39,8 @@ export interface NetworkArgs {
         /** Whether a NAT gateway gives it internet egress. */
         natGateway: boolean;
     };
+    /** Subnets for elastic groups in zones besides the head's, each with its blocks. */
+    elasticZones: ZoneSubnet[];
     /** Tags every resource carries. */
     tags: Record<string, string>;
 }
@@ -113,13 +121,26 @@ export class Network extends pulumi.ComponentResource {
             }, { parent: this });
         }
 
+        const zones = args.elasticZones.length > 0
+            ? new ElasticZones(`${name}-zones`, {
+                vpcId: this.vpc.id,
+                zones: args.elasticZones,
+                privateWorkers: this.privateSubnet !== undefined,
+                publicRouteTableId: this.routeTable.id,
+                internetGateway: this.internetGateway,
+                sharedNatGatewayId: this.privateSubnet?.natGateway?.id,
+                tags: args.tags,
+            }, { parent: this })
+            : undefined;
+
         // The service name carries the region and partition (com.amazonaws.us-east-1.s3, cn.com.amazonaws…).
         const s3 = aws.ec2.getVpcEndpointServiceOutput({ service: "s3", serviceType: "Gateway" }, { parent: this });
         this.s3Endpoint = new aws.ec2.VpcEndpoint(`${name}-s3-endpoint`, {
             vpcId: this.vpc.id,
             serviceName: s3.serviceName,
             vpcEndpointType: "Gateway",
-            routeTableIds: [this.routeTable.id, ...(this.privateSubnet ? [this.privateSubnet.routeTable.id] : [])],
+            routeTableIds: [this.routeTable.id, ...(this.privateSubnet ? [this.privateSubnet.routeTable.id] : []),
+                ...(zones?.routeTableIds ?? [])],
             tags: tagged("s3-endpoint"),
         }, { parent: this });
 
@@ -130,6 +151,8 @@ export class Network extends pulumi.ComponentResource {
             privateWorkers: this.privateSubnet !== undefined,
             headBootDependencies: this.internetRoute,
             workerBootDependencies: this.privateSubnet?.egress ?? this.internetRoute,
+            elasticSubnetIds: zones?.subnetIds ?? [],
+            elasticBootDependencies: zones?.egress ?? [],
         };
 
         this.registerOutputs({

@@ -13,6 +13,8 @@ export interface PrivateSubnetArgs {
     natGateway: boolean;
     /** The public subnet the NAT gateway sits in. */
     publicSubnetId: pulumi.Input<string>;
+    /** Without a NAT gateway of its own: one elsewhere (another zone's) that the default route leads to instead. */
+    sharedNatGatewayId?: pulumi.Input<string>;
     /** The internet gateway the NAT gateway sends through; it must exist first. */
     internetGateway: aws.ec2.InternetGateway;
     /** Tags every resource carries. */
@@ -68,6 +70,14 @@ export class PrivateSubnet extends pulumi.ComponentResource {
                 routeTableId: this.routeTable.id,
                 destinationCidrBlock: "0.0.0.0/0",
                 natGatewayId: this.natGateway.id,
+            }, { parent: this }));
+        }
+
+        if (!args.natGateway && args.sharedNatGatewayId !== undefined) {
+            this.egress.push(new aws.ec2.Route(`${name}-default-route`, {
+                routeTableId: this.routeTable.id,
+                destinationCidrBlock: "0.0.0.0/0",
+                natGatewayId: args.sharedNatGatewayId,
             }, { parent: this }));
         }
 

@@ -96,6 +96,8 @@ export interface MockSubnet {
     availableIpAddressCount?: number;
     /** Instances of this stack already in the subnet (an update of a deployed stack). */
     stackInstances?: number;
+    /** Whether instances get public IPs on launch; by default, when the default route leads to an internet gateway. */
+    mapPublicIpOnLaunch?: boolean;
 }
 
 /** The subnets `npm run plan` and the mocks tests see for a config with vpcId: the ones it names, as it expects them. */
@@ -110,6 +112,12 @@ export function mockSubnetsFor(config: StackConfig): Record<string, MockSubnet> 
     if (value("privateSubnetId") !== "") {
         subnets[value("privateSubnetId")] = { vpcId, defaultRoute: "nat-0123456789abcdef0", cidrBlock: "172.31.16.0/20" };
     }
+    // Each elastic subnet in a zone of its own after the head's (a), as the workers' subnet routes.
+    const elastic = JSON.parse(value("elasticSubnetIds") || "[]") as string[];
+    elastic.forEach((id, i) => {
+        subnets[id] = { vpcId, defaultRoute: value("privateSubnetId") !== "" ? "nat-0123456789abcdef0" : "igw-0123456789abcdef0",
+            cidrBlock: `172.31.${32 + 16 * i}.0/20`, availabilityZone: `us-east-1${"bcdef"[i]}` };
+    });
     return subnets;
 }
 
@@ -285,7 +293,7 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
                 case "aws:ec2/getSubnet:getSubnet": {
                     const found = subnet(args.inputs.id);
                     return { id: args.inputs.id, vpcId: found.vpcId, cidrBlock: found.cidrBlock ?? "172.31.0.0/20",
-                        availabilityZone: found.availabilityZone ?? `${region}a`, mapPublicIpOnLaunch: found.defaultRoute.startsWith("igw-"),
+                        availabilityZone: found.availabilityZone ?? `${region}a`, mapPublicIpOnLaunch: found.mapPublicIpOnLaunch ?? found.defaultRoute.startsWith("igw-"),
                         availableIpAddressCount: found.availableIpAddressCount ?? 250 };
                 }
                 case "aws:ec2/getInstances:getInstances": {
