@@ -28,7 +28,13 @@ const LAUNCH_SECONDS = 420;
 /** The head's address on the bridge; moto gives launched workers .4 upwards in the same subnet. */
 const hosts = new BootedHosts({ headnode: 31 });
 const ec2 = new Ec2Emulator();
-const SUBNET_CIDR = "10.213.0.0/24";
+/**
+ * Two zones on the one bridge: the head's (us-east-1a, the head at .31) and an elastic zone's (us-east-1b). In this
+ * suite EC2 has no capacity for big in the head's zone (ZONE_REFUSAL), so every launch of big lands in the other.
+ */
+const SUBNET_CIDR = "10.213.0.0/25";
+const OTHER_ZONE_CIDR = "10.213.0.128/25";
+let ZONE_REFUSAL: string[] = [];
 /**
  * Two groups that serve the same demand: big (4 vCPUs) is the autoscaler's first choice for a 3-CPU task; bigger runs
  * on the spot market, so its nodes watch for EC2's interruption notices.
@@ -67,7 +73,9 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
     before(async () => {
         hosts.up();
         ec2.start(hosts.state);
-        setup = ec2.setup([SUBNET_CIDR], ["ray-cluster-sg"], ["ray-cluster-profile-0123456"]);
+        setup = ec2.setup([`${SUBNET_CIDR}@us-east-1a`, `${OTHER_ZONE_CIDR}@us-east-1b`], ["ray-cluster-sg"], ["ray-cluster-profile-0123456"]);
+        ZONE_REFUSAL = [`c7i.xlarge@${setup.subnets[SUBNET_CIDR]}`];
+        ec2.refuse(ZONE_REFUSAL);
         const config = {
             bootstrapTimeoutSeconds: TIMEOUT_SECONDS,
             sshAllowedCidrs: [`${THIS_MACHINE}/32`],
@@ -75,6 +83,8 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
             elasticIdleMinutes: 1,
             workerGroups: GROUPS,
             packageIndexUrl: hosts.indexUrl,
+            availabilityZone: "us-east-1a",
+            elasticZones: ["us-east-1b"],
         };
         firewall = await stackFirewall(config, (node) => hosts.addresses(node));
         // Each launched instance's metadata comes from its request: its id, type, image, IMDS options and its profile's role.
@@ -89,7 +99,8 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
             privateKeys: (name) => hosts.keyFor(name),
             // The stack's subnet and group are the emulator's, so that the autoscaler's launches name real ones.
-            resourceIds: { "ray-cluster-subnet": setup.subnets[SUBNET_CIDR], "ray-cluster-sg": setup.securityGroups["ray-cluster-sg"] },
+            resourceIds: { "ray-cluster-subnet": setup.subnets[SUBNET_CIDR], "ray-cluster-zones-us-east-1b-subnet": setup.subnets[OTHER_ZONE_CIDR],
+                "ray-cluster-sg": setup.securityGroups["ray-cluster-sg"] },
             launchInstance: async (node, inputs, account) => {
                 ec2.importKeyPair(inputs.keyName, account.publicKey);
                 const id = ec2.runInstance(inputs.tags, { subnetId: inputs.subnetId, privateIp: hosts.address(node) });
@@ -167,6 +178,25 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         assert.ok(ec2.calls("RunInstances").every((c) => !(c.userData ?? "").includes(token)));
     });
 
+    test("with no capacity for big in the head's zone, each launch of big was tried there first and landed in the other " +
+        "zone's subnet, where its worker joined", async () => {
+        const [headZone, otherZone] = [setup.subnets[SUBNET_CIDR], setup.subnets[OTHER_ZONE_CIDR]];
+        const config = JSON.parse(argumentOf(reveal(byName(rendered, "ray-cluster-headnode-autoscaler").inputs).create as string, "--config"));
+        assert.deepEqual(config.available_node_types.big.node_config.SubnetIds, [headZone, otherZone], "the head's zone first");
+        const launches = ec2.calls("RunInstances").filter((c) => c.instanceType === "c7i.xlarge" && c.tags?.["ray-cluster:elastic"]);
+        const landed = launches.filter((c) => c.refused === undefined);
+        assert.ok(landed.length >= 3, "the three launches of the test before");
+        for (const call of landed) {
+            const before = launches[launches.indexOf(call) - 1];
+            assert.deepEqual([before?.refused, before?.subnetId], ["InsufficientInstanceCapacity", headZone],
+                `${call.instances![0].id}: refused in the head's zone just before`);
+            assert.equal(call.subnetId, otherZone);
+            assert.match(call.instances![0].privateIp, /^10\.213\.0\.(1[3-9]\d|2[0-4]\d|25[0-4])$/, "an address of the other zone's subnet");
+        }
+        const joined = follower.launched().find((i) => i.booted && !i.setupFails)!;
+        assert.equal(joined.request.subnetId, otherZone, "the worker that ran the task sits in the other zone");
+    });
+
     test("each launch carries exactly what the stack rendered, and its host gets that and nothing else: the user's key " +
         "pair, the autoscaler's key only through user data, the request's security groups", async () => {
         const config = JSON.parse(argumentOf(reveal(byName(rendered, "ray-cluster-headnode-autoscaler").inputs).create as string, "--config"));
@@ -184,7 +214,7 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
                 profile: call.iamInstanceProfileArn, metadata: call.metadataOptions, userData: call.userData,
                 volume: call.blockDeviceMappings, elastic: call.tags!["ray-cluster:elastic"],
             }, {
-                image: type.ImageId, key: keyName, subnet: setup.subnets[SUBNET_CIDR], groups: [setup.securityGroups["ray-cluster-sg"]],
+                image: type.ImageId, key: keyName, subnet: setup.subnets[OTHER_ZONE_CIDR], groups: [setup.securityGroups["ray-cluster-sg"]],
                 profile: type.IamInstanceProfile.Arn,
                 metadata: { HttpEndpoint: "enabled", HttpTokens: "required", HttpPutResponseHopLimit: "1" },
                 userData: type.UserData,
@@ -225,7 +255,7 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
             assert.deepEqual([where.host, where.labels["ray-cluster/group"]],
                 [`bigger-${fallback.privateIp.replace(/\./g, "-")}`, "bigger"]);
         } finally {
-            ec2.refuse([]);
+            ec2.refuse(ZONE_REFUSAL);
         }
     });
 
@@ -379,7 +409,7 @@ PY`);
         const order = destroyPlan(rendered.resources).deletes.map((r) => r.name);
         const at = (name: string) => order.indexOf(name);
         assert.ok(at("ray-cluster-headnode") < at("ray-cluster-launched-sweep"), "the head and its autoscaler go first");
-        for (const used of ["ray-cluster-sg", "ray-cluster-subnet", "ray-cluster-profile"]) {
+        for (const used of ["ray-cluster-sg", "ray-cluster-subnet", "ray-cluster-zones-us-east-1b-subnet", "ray-cluster-profile"]) {
             assert.ok(at("ray-cluster-launched-sweep") < at(used), `${used} goes after the sweep`);
         }
         hosts.powerOff("headnode");

@@ -76,7 +76,7 @@ export class Ec2Emulator {
         return execFileSync(EC2_EMULATOR_PYTHON, [EMULATOR_PY, ...args, "--endpoint", this.endpoint], { encoding: "utf8" }).trim();
     }
 
-    /** A VPC with a subnet per CIDR, security groups and instance profiles, for the stack's ids to name. */
+    /** A VPC with a subnet per CIDR (CIDR@ZONE: in that zone), security groups and instance profiles, for the stack's ids to name. */
     setup(cidrs: string[], securityGroups: string[], instanceProfiles: string[]): Ec2Setup {
         return JSON.parse(this.cli("setup", ...cidrs.flatMap((c) => ["--cidr", c]), ...securityGroups.flatMap((g) => ["--security-group", g]),
             ...instanceProfiles.flatMap((p) => ["--instance-profile", p])));
@@ -105,7 +105,10 @@ export class Ec2Emulator {
         this.keyPairs.add(name);
     }
 
-    /** From now on, launches of these instance types fail for want of capacity, as EC2's do. */
+    /**
+     * From now on, launches of these instance types fail for want of capacity, as EC2's do: "c7i.xlarge" in every
+     * zone, "c7i.xlarge@subnet-…" in that subnet's zone only.
+     */
     refuse(instanceTypes: string[]): void {
         fs.writeFileSync(path.join(this.state, "ec2-refuse.json"), JSON.stringify(instanceTypes));
     }

@@ -8,11 +8,12 @@ and make a booted host follow each instance that Ray's autoscaler launches or te
                           {"at", "action", "instanceType", "instances": [{"id", "privateIp"}], "userData", and what
                           the request named: image, key pair (and its public key), subnet, groups, profile, metadata
                           options, volumes, market, tags}; a launch naming an unknown key pair is refused; while FILE
-                          --refuse holds a JSON list of instance types, launches of those fail as EC2 fails them for
+                          --refuse holds a JSON list of instance types (or TYPE@SUBNET-ID: that type in that subnet's
+                          zone only), launches of those fail as EC2 fails them for
                           want of capacity ({"refused": "InsufficientInstanceCapacity"} in the record); --requests
                           FILE gets every API call: {"at", "service", "action", "accessKeyId" (the signer's),
                           "remoteAddress", "params"}
-  setup --endpoint URL --cidr CIDR... --security-group NAME... --instance-profile NAME...
+  setup --endpoint URL --cidr CIDR[@ZONE]... --security-group NAME... --instance-profile NAME...
                           a VPC with a subnet per CIDR, the groups and the profiles; prints their ids as JSON
   run-instance --endpoint URL --tag K=V... [--subnet ID --ip ADDRESS]
                           launches one instance with those tags (at that address); prints its id
@@ -76,8 +77,12 @@ def recording(app, calls_file, refuse_file, requests_file):
         if action != "RunInstances":
             return app(environ, start_response)
         instance_type = (form.get("InstanceType") or [""])[0]
-        if instance_type in refused_types():
-            record({"action": action, "instanceType": instance_type, "refused": "InsufficientInstanceCapacity", "instances": []})
+        request = launch_request(form)
+        # A refusal names a type everywhere, or a type in one subnet (its zone): "c7i.xlarge@subnet-…".
+        refused = refused_types()
+        if instance_type in refused or f"{instance_type}@{request['subnetId']}" in refused:
+            record({"action": action, "instanceType": instance_type, "refused": "InsufficientInstanceCapacity", "instances": [],
+                    **request})
             start_response("500 Internal Server Error", [("Content-Type", "text/xml")])
             return [CAPACITY_ERROR.format(type=instance_type).encode()]
         status = {}
@@ -90,7 +95,6 @@ def recording(app, calls_file, refuse_file, requests_file):
         from moto.ec2.models import ec2_backends
 
         backend = ec2_backends[DEFAULT_ACCOUNT_ID][REGION]
-        request = launch_request(form)
         key_name = request["keyName"]
         if key_name and key_name not in backend.key_pairs:
             # EC2 refuses a launch that names a key pair it does not hold; moto would launch it keyless.
@@ -197,7 +201,10 @@ def main(argv):
         vpc = ec2.create_vpc(CidrBlock="10.213.0.0/16")["Vpc"]["VpcId"]
         print(json.dumps({
             "vpcId": vpc,
-            "subnets": {c: ec2.create_subnet(VpcId=vpc, CidrBlock=c)["Subnet"]["SubnetId"] for c in args.cidr},
+            # CIDR@ZONE puts the subnet in that zone; a bare CIDR leaves the zone to moto.
+            "subnets": {c.split("@")[0]: ec2.create_subnet(VpcId=vpc, CidrBlock=c.split("@")[0],
+                                                            **({"AvailabilityZone": c.split("@")[1]} if "@" in c else {}))["Subnet"]["SubnetId"]
+                        for c in args.cidr},
             "securityGroups": {g: ec2.create_security_group(GroupName=g, Description=g, VpcId=vpc)["GroupId"]
                                for g in args.security_group},
             "instanceProfiles": {p: iam.create_instance_profile(InstanceProfileName=p)["InstanceProfile"]["Arn"]
