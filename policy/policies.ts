@@ -194,6 +194,26 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
                 }
             }
         }),
+    stackPolicy("private-subnets-give-no-public-ip",
+        "A subnet whose route table does not lead to an internet gateway gives no public IP on launch: Ray's autoscaler " +
+        "launches private workers into such subnets by subnet alone (elastic zones), so the subnet itself must keep them " +
+        "off the internet.", (resources, report) => {
+            const dependsOn = (r: PolicyResource, type: string) => r.dependencies.filter((d) => d.type === type);
+            const publicTables = new Set(resources
+                .filter((r) => r.type === "aws:ec2/route:Route" && r.props.destinationCidrBlock === "0.0.0.0/0" &&
+                    dependsOn(r, "aws:ec2/internetGateway:InternetGateway").length > 0)
+                .flatMap((r) => dependsOn(r, "aws:ec2/routeTable:RouteTable").map((t) => t.urn)));
+            const publicSubnets = new Set(resources
+                .filter((r) => r.type === "aws:ec2/routeTableAssociation:RouteTableAssociation" &&
+                    dependsOn(r, "aws:ec2/routeTable:RouteTable").some((t) => publicTables.has(t.urn)))
+                .flatMap((r) => dependsOn(r, "aws:ec2/subnet:Subnet").map((s) => s.urn)));
+            for (const subnet of resources.filter((r) => r.type === "aws:ec2/subnet:Subnet" && r.props.mapPublicIpOnLaunch === true)) {
+                if (!publicSubnets.has(subnet.urn)) {
+                    report(`${subnet.props.tags?.Name ?? subnet.name} gives public IPs on launch but does not route to an internet ` +
+                        "gateway: set mapPublicIpOnLaunch to false", subnet.urn);
+                }
+            }
+        }),
     stackPolicy("bucket-versioning-enabled", "Every bucket has versioning enabled.", (resources, report) => {
         for (const bucket of resources.filter((r) => r.type === BUCKET)) {
             const on = companions(bucket, resources, "aws:s3/bucketVersioning:BucketVersioning")

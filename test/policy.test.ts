@@ -131,6 +131,7 @@ const BREAKS: Record<string, (resources: RegisteredResource[]) => RegisteredReso
         first(rs, "aws:ec2/instance:Instance", (r) => r.inputs.tags?.Name === "worker-1").inputs.subnetId = "subnet-0fedcba987654321";
         return rs;
     },
+    "private-subnets-give-no-public-ip": (rs) => rs.filter((r) => r.type !== "aws:ec2/routeTableAssociation:RouteTableAssociation"),
     "tags-stack-and-project": (rs) => {
         delete first(rs, "aws:ec2/subnet:Subnet").inputs.tags["ray-cluster:stack"];
         return rs;

@@ -7,6 +7,7 @@
 import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { runSimulation } from "@cloud-copilot/iam-simulate";
+import { checkPolicies } from "./harness/policy";
 import { byName, byType, MOCK_ACCOUNT_ID, MockSubnet, mockSubnetsFor, Rendered, render, reveal, StackConfig } from "../tools/render";
 
 const ELASTIC: StackConfig = { workerCount: 1, workerGroups: [{ name: "cpu", instanceType: "c7i.2xlarge", maxCount: 10 }] };
@@ -94,6 +95,12 @@ describe("elastic zones in the stack's own network", () => {
             ["10.0.255.240/28", "us-east-1b", idOf("ray-cluster-zones-us-east-1b-nat-subnet"), idOf("ray-cluster-zones-us-east-1b-nat")],
             ["10.0.255.224/28", "us-east-1c", idOf("ray-cluster-zones-us-east-1c-nat-subnet"), idOf("ray-cluster-zones-us-east-1c-nat")],
         ]);
+    });
+
+    test("the policy pack passes every layout: one NAT, a NAT per zone, public workers", async () => {
+        for (const config of [ZONES, { ...ZONES, workerNetwork: "private" }, { ...ZONES, workerNetwork: "private", natGatewayPerZone: true }]) {
+            assert.deepEqual(await checkPolicies((await rendered(config)).resources), [], JSON.stringify(config));
+        }
     });
 
     const bad: Array<{ what: string; config: StackConfig; key: string; expected: RegExp }> = [
