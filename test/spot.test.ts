@@ -71,7 +71,7 @@ sys.path.insert(0, ${JSON.stringify(path.join(__dirname, "..", "scripts"))})
 import spot_watch
 for _ in range(50):
     try:
-        spot_watch.Metadata("http://127.0.0.1:${port}").get("latest/meta-data/instance-id")
+        spot_watch.Metadata("http://127.0.0.1:${port}")._token()
         break
     except Exception:
         time.sleep(0.1)
