@@ -261,7 +261,7 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
 
     test("a spot interruption notice makes a launched spot worker drain itself in Ray with the notice's deadline: new work " +
         "goes elsewhere, its long task is retried on a replacement the autoscaler launches, and the reason is in the worker's " +
-        "journal and the head's node table", async () => {
+        "journal and in the head's GCS: its draining list, with the notice's time as the deadline, and its log", async () => {
         const spot = follower.launched().find((i) => i.instanceType === "c7i.2xlarge" && i.booted && i.poweredOffAt === undefined)!;
         assert.ok(spot, "the spot worker the refused launch left running");
         assert.equal(spot.request.marketType, "spot");
