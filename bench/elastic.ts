@@ -78,7 +78,7 @@ while True:
         const config = { packageIndexUrl: hosts.indexUrl, bootstrapTimeoutSeconds: 1800, workerCount: ROUNDS, elasticIdleMinutes: 1,
             sshAllowedCidrs: [`${THIS_MACHINE}/32`], workerGroups: [{ name: "big", instanceType: "c7i.xlarge", maxCount: 1 }] };
         const firewall = await stackFirewall(config, (node) => hosts.addresses(node));
-        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.nodes());
+        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.createdNodes());
         follower.start();
         // A static worker's instance is created when its round releases it, as a `pulumi up` that adds it would.
         const release = new Map<string, () => void>();

@@ -88,7 +88,7 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         };
         firewall = await stackFirewall(config, (node) => hosts.addresses(node));
         // Each launched instance's metadata comes from its request: its id, type, image, IMDS options and its profile's role.
-        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.nodes(), (id, call, spot) => {
+        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.createdNodes(), (id, call, spot) => {
             const role = roleOfProfile(rendered, call.iamInstanceProfileArn!).split("/").pop()!;
             serveInstanceMetadata(hosts, id, { instanceId: id, instanceType: call.instanceType!, imageId: call.imageId!,
                 privateIp: call.instances!.find((i) => i.id === id)!.privateIp, region: REGION, role, credentials: roleCredentials(role),

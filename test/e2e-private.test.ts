@@ -52,7 +52,7 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
             workerGroups: [ELASTIC],
         };
         firewall = await stackFirewall(config, (node) => hosts.addresses(node));
-        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.nodes());
+        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.createdNodes());
         follower.start();
         rendered = await render(config, {
             // A private worker has no public IP; the head's public address is the one on this machine's bridge.

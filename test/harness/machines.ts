@@ -121,6 +121,11 @@ export class BootedHosts {
         return Object.keys(this.placements);
     }
 
+    /** The hosts that exist: created (and powered on at least once), whatever their state now. */
+    createdNodes(): string[] {
+        return [...this.created];
+    }
+
     /** The address this machine reaches the host by, directly or (a private host) through the jump host. */
     address(node: string): string {
         const p = this.placements[node];
