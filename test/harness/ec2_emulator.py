@@ -139,9 +139,9 @@ def launch_request(form):
             {k.split(".", 2)[2]: v[0] for k, v in form.items() if k.startswith(f"BlockDeviceMapping.{n}.")}
             for n in sorted({int(k.split(".")[1]) for k in form if k.startswith("BlockDeviceMapping.")})],
         "marketType": one("InstanceMarketOptions.MarketType"),
-        "tags": {one(f"TagSpecification.{t}.Tag.{n}.Key"): one(f"TagSpecification.{t}.Tag.{n}.Value")
-                 for t in range(1, 4) if one(f"TagSpecification.{t}.ResourceType") == "instance"
-                 for n in range(1, 100) if one(f"TagSpecification.{t}.Tag.{n}.Key")},
+        "tags": {form[key][0]: one(key[:-len("Key")] + "Value")
+                 for key in form if (m := re.fullmatch(r"(TagSpecification\.\d+\.)Tag\.\d+\.Key", key))
+                 and one(m.group(1) + "ResourceType") == "instance"},
     }
 
 
