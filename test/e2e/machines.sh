@@ -53,6 +53,8 @@ MACHINE_PREFIX=rcb-
 HOST_NS_PREFIX=rcb-n-
 OUTSIDER_NS=rcb-outsider
 OUTSIDER_OCTET=250
+# Where each host's boots get their cgroups, in every hierarchy.
+CGROUP_DIR=ray-cluster-e2e-hosts
 
 die() { echo "machines.sh: $*" >&2; exit 1; }
 
@@ -228,19 +230,55 @@ start() {
     if [ -f "${dir}/loop.pid" ] && kill -0 "$(cat "${dir}/loop.pid")" 2>/dev/null; then
         die "${name} is already on"
     fi
+    local hierarchies
+    mapfile -t hierarchies < <(cgroup_hierarchies)
+    remove_cgroups "$machine"
     # A host that asks to reboot makes systemd-nspawn exit with 133: starting it again is the reboot. Any other
     # exit is a power-off. The host joins its own network namespace, which keeps its interfaces across boots.
+    # Each boot runs in a cgroup of its own, made before it and removed after it, as each instance has a kernel of
+    # its own: systemd-nspawn puts the container's systemd in "payload" beside its own cgroup, so hosts started from
+    # one cgroup shared one unit tree, and one host's systemd removed a unit's cgroup while another attached to it
+    # (systemd-user-sessions failed with status=219/CGROUP, so /run/nologin stayed and every login was refused).
     # shellcheck disable=SC2016 # expanded by the inner bash, from its own arguments
     setsid bash -c '
+        boot=0
         while :; do
+            boot=$((boot + 1))
+            for hierarchy in "${@:4}"; do
+                mkdir -p "${hierarchy}/$2/boot-${boot}"
+                echo $$ > "${hierarchy}/$2/boot-${boot}/cgroup.procs"
+                [ ! -d "${hierarchy}/$2/boot-$((boot - 1))" ] ||
+                    find "${hierarchy}/$2/boot-$((boot - 1))" -depth -type d -exec rmdir {} + 2>/dev/null || true
+            done
             echo "boot $(date +%s.%N)" >> "$1/boots"
             systemd-nspawn -q -D "$1/root" --boot --register=no --keep-unit -M "$2" \
                 --network-namespace-path="/run/netns/$3" </dev/null >>"$1/console.log" 2>&1 &&
                 rc=0 || rc=$?
             echo "exit ${rc} $(date +%s.%N)" >> "$1/boots"
             [ "$rc" -eq 133 ] || break
-        done' machine-loop "$dir" "$machine" "$(cat "${dir}/netns")" </dev/null >/dev/null 2>&1 &
+        done' machine-loop "$dir" "$machine" "$(cat "${dir}/netns")" "${hierarchies[@]}" </dev/null >/dev/null 2>&1 &
     echo $! > "${dir}/loop.pid"
+}
+
+# The cgroup hierarchies a container's systemd manages units in: the named v1 one and the unified one, wherever
+# this machine mounts them.
+cgroup_hierarchies() {
+    local hierarchy
+    if [ "$(stat -fc %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then
+        echo "/sys/fs/cgroup/${CGROUP_DIR}"
+        return 0
+    fi
+    for hierarchy in /sys/fs/cgroup/systemd /sys/fs/cgroup/unified; do
+        [ ! -d "$hierarchy" ] || echo "${hierarchy}/${CGROUP_DIR}"
+    done
+}
+
+# Removes a powered-off host's cgroups (all hosts' with no name); a live one's stay, as rmdir refuses them.
+remove_cgroups() {
+    local name=${1:-} hierarchy
+    for hierarchy in $(cgroup_hierarchies); do
+        [ ! -d "${hierarchy}/${name}" ] || find "${hierarchy}/${name}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
 }
 
 container_pid() {
@@ -281,6 +319,7 @@ down() {
             kill "$(cat "${dir}imds.pid")" 2>/dev/null || true
         fi
         umount "${dir}root" 2>/dev/null || true
+        remove_cgroups "$(cat "${dir}machine" 2>/dev/null || echo none)"
         [ ! -f "${dir}netns" ] || ip netns del "$(cat "${dir}netns")" 2>/dev/null || true
     done
     for pidfile in "${state}/mirror.pid" "${state}/ec2.pid" "${state}/s3.pid"; do
@@ -290,6 +329,7 @@ down() {
         fi
     done
     down_net
+    remove_cgroups
 }
 
 down_net() {
@@ -323,6 +363,7 @@ down_stale() {
         umount -l "$mount" 2>/dev/null || true
     done
     down_net
+    remove_cgroups
     if ! grep -q ' /var/tmp/ray-cluster-e2e-' /proc/mounts; then
         rm -rf /var/tmp/ray-cluster-e2e-*
     fi
