@@ -319,7 +319,6 @@ down() {
             kill "$(cat "${dir}imds.pid")" 2>/dev/null || true
         fi
         umount "${dir}root" 2>/dev/null || true
-        remove_cgroups "$(cat "${dir}machine" 2>/dev/null || echo none)"
         [ ! -f "${dir}netns" ] || ip netns del "$(cat "${dir}netns")" 2>/dev/null || true
     done
     for pidfile in "${state}/mirror.pid" "${state}/ec2.pid" "${state}/s3.pid"; do
