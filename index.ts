@@ -14,6 +14,7 @@ import { Network } from "./src/network";
 import { mostNodes } from "./src/groups";
 import { HEAD_NODE_NAME, RayNodes } from "./src/nodes";
 import { RayCluster, sshRoute } from "./src/ray";
+import { imageRecipe, planRayImages, RayImages } from "./src/ray-image";
 import { ClusterSecurity, DASHBOARD_PORT, GCS_PORT } from "./src/security";
 import { SpotDrain } from "./src/spot-drain";
 import { dashboardTunnelCommand, renderSshConfig } from "./src/sshconfig";
@@ -26,12 +27,15 @@ export = async () => {
     const name = config.project;
     const privateWorkers = config.workerNetwork === "private";
 
+    // Which images the account holds decides which resources there are (a builder only for one it lacks).
+    const plannedImages = config.rayImage ? await planRayImages(config, tags) : undefined;
+
     let network: Network | undefined;
     const placement = config.existingNetwork
         ? await placeInExistingNetwork(config.existingNetwork, {
             namespace: config.project,
             connectVia: config.connectVia,
-            workersNeedInternet: config.bootstrapRay && config.packageIndexUrl === "",
+            workersNeedInternet: config.bootstrapRay && config.packageIndexUrl === "" && !config.rayImage,
             workers: config.workerGroups.reduce((sum, group) => sum + mostNodes(group), 0),
             elasticWorkers: config.workerGroups.reduce((sum, group) => sum + (group.elastic?.maxCount ?? 0), 0),
             tags,
@@ -68,6 +72,20 @@ export = async () => {
             usedResources: [security, role, ...(network ? [network] : [])],
         })
         : undefined;
+    const images = plannedImages
+        ? new RayImages(name, {
+            images: plannedImages,
+            recipe: imageRecipe(config),
+            access: { connectVia: config.connectVia, sshUser: config.sshUser, privateKey: sshKey.privateKeyOpenssh,
+                timeoutSeconds: config.bootstrapTimeoutSeconds },
+            builderInstanceType: config.headInstanceType,
+            subnetId: placement.headSubnetId,
+            securityGroupIds: security.headSecurityGroupIds,
+            keyName: sshKey.keyPair.keyName,
+            bootDependencies: placement.headBootDependencies,
+            tags,
+        })
+        : undefined;
     const nodes = new RayNodes(name, {
         headInstanceType: config.headInstanceType,
         headVolumeSizeGb: config.volumeSizeGb,
@@ -84,6 +102,7 @@ export = async () => {
         headTags: launched ? rayHeadTags(clusterName) : {},
         headBootDependencies: [...placement.headBootDependencies, ...(launched ? [launched] : [])],
         workerBootDependencies: placement.workerBootDependencies,
+        images,
         tags,
     });
     const access = {
@@ -162,6 +181,7 @@ export = async () => {
             rayVersion: config.rayVersion,
             pythonInstaller: config.pythonInstaller,
             packageIndexUrl: config.packageIndexUrl,
+            images,
         })
         : undefined;
 

@@ -48,6 +48,9 @@ const INSTANCE = "aws:ec2/instance:Instance";
 const GROUP_TAG = "ray-cluster:group";
 const HEAD_GROUP_VALUE = "headnode";
 const BUCKET = "aws:s3/bucket:Bucket";
+const IMAGE = "aws:ec2/amiFromInstance:AmiFromInstance";
+/** The tag an image builder carries: the key of the image it builds (src/ray-image.ts). */
+const IMAGE_KEY_TAG = "ray-cluster:image-key";
 const IAM_POLICY_TYPES = new Set(["aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy", "aws:iam/userPolicy:UserPolicy",
     "aws:iam/groupPolicy:GroupPolicy"]);
 
@@ -191,6 +194,40 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
                 if (elsewhere && worker.props.associatePublicIpAddress !== false) {
                     report(`${worker.props.tags?.Name ?? worker.name} sits in a private subnet (${subnet}) but does not set ` +
                         "associatePublicIpAddress to false", worker.urn);
+                }
+            }
+        }),
+    resourcePolicy("image-builder-terminates-itself",
+        "An image builder is terminated when it powers off: a finished build, a failed one and its deadline all power it " +
+        "off, so none leaves an instance running.", (args, report) => {
+            if (args.type === INSTANCE && args.props.tags?.[IMAGE_KEY_TAG] !== undefined &&
+                args.props.instanceInitiatedShutdownBehavior !== "terminate") {
+                report("an image builder must set instanceInitiatedShutdownBehavior to \"terminate\"");
+            }
+        }),
+    resourcePolicy("image-never-public", "No image of the stack is shared with everyone: it holds the stack's scripts and venv.",
+        (args, report) => {
+            if (args.type === "aws:ec2/amiLaunchPermission:AmiLaunchPermission" && args.props.group === "all") {
+                report("an AMI launch permission for group \"all\" makes the image public");
+            }
+        }),
+    stackPolicy("private-workers-without-nat-boot-ray-images",
+        "In a network the stack builds without a NAT gateway, private workers have no internet: each boots a Ray-ready " +
+        "image the stack builds, unless every Ray install names a package index (--index-url) they reach inside the network.",
+        (resources, report) => {
+            if (!resources.some((r) => r.type === "aws:ec2/vpc:Vpc") || resources.some((r) => r.type === "aws:ec2/natGateway:NatGateway")) {
+                return;
+            }
+            // A node command's text ends with its script's name and arguments (src/scripts.ts scriptCommand).
+            const installArgs = resources.filter((r) => r.type === "command:remote:Command" && typeof r.props.create === "string")
+                .map((r) => /' install-ray\.sh ([^\n]*)$/.exec(r.props.create)?.[1]).filter((a): a is string => a !== undefined);
+            if (installArgs.length > 0 && installArgs.every((a) => / --index-url /.test(` ${a}`))) {
+                return;
+            }
+            for (const worker of resources.filter((r) => r.type === INSTANCE && r.props.associatePublicIpAddress === false)) {
+                if (!worker.dependencies.some((d) => d.type === IMAGE)) {
+                    report(`${worker.props.tags?.Name ?? worker.name} is a private worker with no NAT gateway and no package index ` +
+                        "inside the network, so it cannot install Ray: boot it from a Ray-ready image (rayImage)", worker.urn);
                 }
             }
         }),

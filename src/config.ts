@@ -378,11 +378,12 @@ const NETWORK_RULES: Rule[] = [
         key: "natGateway",
         expected: "true (or unset) with workerNetwork public: only private workers egress through a NAT gateway",
     } : undefined),
-    rule(["natGateway", "bootstrapRay", "packageIndexUrl"], (v) => !v.natGateway && v.bootstrapRay && v.packageIndexUrl === "" ? {
-        key: "natGateway",
-        expected: "true unless packageIndexUrl is set: without a NAT gateway private workers have no internet, " +
-            "so Ray and uv must come from a package index they reach inside the network",
-    } : undefined),
+    rule(["natGateway", "bootstrapRay", "packageIndexUrl", "rayImage"], (v) =>
+        !v.natGateway && v.bootstrapRay && v.packageIndexUrl === "" && !v.rayImage ? {
+            key: "natGateway",
+            expected: "true unless rayImage is true or packageIndexUrl is set: without a NAT gateway private workers have no " +
+                "internet, so Ray and uv must be in their image already or come from a package index they reach inside the network",
+        } : undefined),
     // vpcId, subnetId and privateSubnetId: whether the subnets belong to the VPC and route where they must is asked
     // of AWS (src/existing-network.ts).
     rule(["vpcId", "subnetId", "privateSubnetId"], (v) => v.vpcId !== "" ? undefined
@@ -423,6 +424,10 @@ const ACCESS_KEYS = {
     connectVia: choice("public", ["public", "private"] as const, "Address the bootstrap uses to SSH to the nodes, public " +
         "or private (from inside the VPC or over a VPN)."),
     bootstrapRay: flag(true, "Install and start Ray on the nodes; false builds the infrastructure only."),
+    rayImage: flag(false, "Build a Ray-ready image of each base AMI (its Ray, uv, venv, AWS SDK and node scripts installed " +
+        "by a builder instance that is then terminated) and boot every node and scale-up from it: nothing is installed at " +
+        "boot and nodes need no package index. The first `pulumi up` takes a few minutes longer; a new Ray release, script " +
+        "or base AMI builds a new image, which only nodes launched later boot."),
     rayVersion: text(DEFAULT_RAY_VERSION, /^\d+\.\d+\.\d+$/, `an exact Ray release such as ${DEFAULT_RAY_VERSION}`,
         "Exact Ray release installed on every node (2.52.0 or later, for token authentication).",
         { holds: (version) => !semver.lt(version, MIN_RAY_VERSION),
@@ -434,6 +439,13 @@ const ACCESS_KEYS = {
     bootstrapTimeoutSeconds: integer(600, 30, 7200, "Bound, in seconds, on each wait of the bootstrap (SSH, cloud-init, the " +
         "head's GCS, the cluster check)."),
 };
+
+const ACCESS_RULES: Rule[] = [
+    rule(["rayImage", "bootstrapRay"], (v) => v.rayImage && !v.bootstrapRay ? {
+        key: "rayImage",
+        expected: "false when bootstrapRay is false: the image holds the Ray the bootstrap would install, and nothing would run it",
+    } : undefined),
+];
 
 // ── Data and cost ────────────────────────────────────────────────────────────────────────────────────────────────
 
@@ -474,7 +486,7 @@ function rule<K extends ConfigKey>(keys: K[], check: (values: Pick<Settings, K>,
     Problem | Problem[] | undefined): Rule {
     return { keys, check };
 }
-const RULES = [...NODE_RULES, ...NETWORK_RULES, ...ZONE_RULES, ...DATA_AND_COST_RULES];
+const RULES = [...NODE_RULES, ...NETWORK_RULES, ...ZONE_RULES, ...ACCESS_RULES, ...DATA_AND_COST_RULES];
 
 /** An existing VPC the cluster is placed in, instead of a network of its own. */
 export interface ExistingNetwork {

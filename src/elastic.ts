@@ -6,7 +6,7 @@ import {
     autoscalerConfig, ELASTIC_TAG, ElasticNodeType, RAY_CLUSTER_NAME_TAG,
 } from "./autoscaler";
 import { WorkerGroup } from "./groups";
-import { NodeImages } from "./images";
+import { ImageSource, NodeImages } from "./images";
 import { RayNode } from "./nodes";
 import { commandTimeouts, nodeConnection, SshAccess } from "./ray";
 import { scriptCommand } from "./scripts";
@@ -46,6 +46,8 @@ export interface ElasticWorkersArgs extends SshAccess {
     rayVersion: string;
     pythonInstaller: "uv" | "pip";
     packageIndexUrl: string;
+    /** Where the launched workers' AMIs come from: Ray-ready images; by default the base images. */
+    images?: ImageSource;
 }
 
 /** The EC2 actions the head's autoscaler calls (Ray's AWS node provider), each confined below. */
@@ -113,7 +115,7 @@ export class ElasticWorkers extends pulumi.ComponentResource {
             additionalSecretOutputs: ["privateKeyOpenssh", "privateKeyPem", "privateKeyPemPkcs8"],
         });
 
-        const images = new NodeImages(this);
+        const images = args.images ?? new NodeImages(this);
         const types = pulumi.all(args.groups.map((group) => {
             const imageId = pulumi.output(images.imageFor(group.amiId, group.gpu));
             const image = aws.ec2.getAmiOutput({ filters: [{ name: "image-id", values: [imageId] }] }, { parent: this });

@@ -1,7 +1,7 @@
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
 import { groupNodeName, HEAD_GROUP, WorkerGroup } from "./groups";
-import { NodeImages } from "./images";
+import { ImageSource, NodeImages } from "./images";
 
 export const HEAD_NODE_NAME = "headnode";
 
@@ -47,6 +47,8 @@ export interface RayNodesArgs {
     headBootDependencies: pulumi.Resource[];
     /** Resources that must exist before a worker boots (its subnet's way to the package index). */
     workerBootDependencies: pulumi.Resource[];
+    /** Where the nodes' AMIs come from: Ray-ready images; by default the base images. */
+    images?: ImageSource;
     /** Tags every resource carries. */
     tags: Record<string, string>;
 }
@@ -86,11 +88,9 @@ export class RayNodes extends pulumi.ComponentResource {
     constructor(name: string, args: RayNodesArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ray-cluster:nodes:RayNodes", name, {}, opts);
 
-        const images = new NodeImages(this);
-
+        const images = args.images ?? new NodeImages(this);
         const node = (nodeName: string, group: string, instanceType: string, spot: boolean, volumeSizeGb: number,
             amiId: string, gpu: boolean, gpus?: number): RayNode => {
-            const lookedUp = amiId === "";
             const isHead = group === HEAD_GROUP;
             const instance = new aws.ec2.Instance(`${name}-${nodeName}`, {
                 ami: images.imageFor(amiId, gpu),
@@ -120,9 +120,8 @@ export class RayNodes extends pulumi.ComponentResource {
             }, {
                 parent: this,
                 dependsOn: isHead ? args.headBootDependencies : args.workerBootDependencies,
-                // Canonical and AWS publish new images often; a looked-up AMI must not replace running nodes on the
-                // next `pulumi up`. An AMI the user pins is a deliberate choice and does replace them.
-                ignoreChanges: lookedUp ? ["ami"] : [],
+                // A newer looked-up or Ray-ready image is for nodes yet to come (src/images.ts).
+                ignoreChanges: images.replacesRunningNodes(amiId) ? [] : ["ami"],
             });
             // With `refresh: always` (Pulumi.yaml), a stopped instance shows up as stopped and this starts it. EC2
             // refuses to start a spot worker that it stopped itself until capacity returns; `pulumi up` then says so.

@@ -56,21 +56,27 @@ export function sshRoute(node: RayNode, access: Pick<SshAccess, "connectVia" | "
     return { host: node.privateIp, via: access.jumpHost };
 }
 
-/** The SSH connection to a node, waiting for it across the whole bound while it boots. */
-export function nodeConnection(node: RayNode, access: SshAccess): command.types.input.remote.ConnectionArgs {
+/** An SSH connection to a host that may still be booting, waiting for it across the whole bound. */
+export function sshConnection(host: pulumi.Input<string>, access: Pick<SshAccess, "sshUser" | "privateKey" | "timeoutSeconds">):
+    command.types.input.remote.ConnectionArgs {
     // A booting node refuses SSH at once, and the provider waits at most DIAL_RETRY_CAP_SECONDS between dials:
     // this many dials wait out the whole bound even then. A dial that hangs is cut by PER_DIAL_TIMEOUT_SECONDS.
-    const dialErrorLimit = Math.max(10, Math.ceil(access.timeoutSeconds / DIAL_RETRY_CAP_SECONDS));
-    const to = (host: pulumi.Output<string>) => ({
+    return {
         host,
         user: access.sshUser,
         privateKey: access.privateKey,
         perDialTimeout: PER_DIAL_TIMEOUT_SECONDS,
-        dialErrorLimit,
-    });
+        dialErrorLimit: Math.max(10, Math.ceil(access.timeoutSeconds / DIAL_RETRY_CAP_SECONDS)),
+    };
+}
+
+/** The SSH connection to a node, waiting for it across the whole bound while it boots. */
+export function nodeConnection(node: RayNode, access: SshAccess): command.types.input.remote.ConnectionArgs {
     const route = sshRoute(node, access);
     // Through a jump host the provider dials it first, then the node from there.
-    return route.via ? { ...to(route.host), proxy: to(sshRoute(route.via, access).host) } : to(route.host);
+    return route.via
+        ? { ...sshConnection(route.host, access), proxy: sshConnection(sshRoute(route.via, access).host, access) }
+        : sshConnection(route.host, access);
 }
 
 /** Custom timeouts of a node command: a create may wait out several bounds; a delete, one. */

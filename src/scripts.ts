@@ -49,3 +49,14 @@ export function inlinedScript(fileName: string): string {
 export function scriptCommand(fileName: string, args: string[]): string {
     return ["bash", "-c", inlinedScript(fileName), fileName, ...args].map(shellQuote).join(" ");
 }
+
+/** Scripts in scripts/ that run on the user's machine, never on a node. */
+const LAPTOP_SCRIPTS = new Set(["ssh-config.sh", "terminate-launched.js"]);
+
+/** Every file that runs on nodes (scripts, helpers, systemd units, requirements), by name, in name order. */
+export function nodeScriptFiles(): Record<string, string> {
+    return Object.fromEntries(fs.readdirSync(SCRIPTS_DIR)
+        .filter((file) => !LAPTOP_SCRIPTS.has(file) && fs.statSync(path.join(SCRIPTS_DIR, file)).isFile() && !file.endsWith(".pyc"))
+        .sort()
+        .map((file) => [file, readScript(file)]));
+}

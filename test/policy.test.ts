@@ -16,6 +16,9 @@ describe("the policy pack passes on the program", () => {
             { name: "gpu", instanceType: "g5.xlarge", minCount: 1, maxCount: 2, spot: true }] },
         { workerNetwork: "private", workerGroups: [{ name: "cpu", instanceType: "c7i.large", maxCount: 4 }] },
         { workerNetwork: "private", natGateway: false, packageIndexUrl: "https://pypi.example.com/simple/" },
+        // Ray-ready images: their builders, and private workers with no NAT gateway at all.
+        { workerNetwork: "private", natGateway: false, rayImage: true, workerGroups: [{ name: "cpu", instanceType: "c7i.large", maxCount: 4 }] },
+        { rayImage: true, workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", count: 1 }] },
         { workerNetwork: "private", vpcId: "vpc-0abc12345678def00", subnetId: "subnet-0aaa1111bbbb2222c", privateSubnetId: "subnet-0ddd3333eeee4444f" }];
     for (const config of configs) {
         test(JSON.stringify(config), async () => {
@@ -129,6 +132,19 @@ const BREAKS: Record<string, (resources: RegisteredResource[]) => RegisteredReso
     "private-workers-no-public-ip": (rs) => {
         // A worker moved out of the head's subnet without giving up its public IP.
         first(rs, "aws:ec2/instance:Instance", (r) => r.inputs.tags?.Name === "worker-1").inputs.subnetId = "subnet-0fedcba987654321";
+        return rs;
+    },
+    "image-builder-terminates-itself": (rs) => {
+        const builder = structuredClone(first(rs, "aws:ec2/instance:Instance"));
+        Object.assign(builder, { name: "ray-cluster-image-ubuntu-builder", urn: "urn:builder" });
+        builder.inputs.tags = { ...builder.inputs.tags, Name: "ubuntu-image-builder", "ray-cluster:image-key": "0123456789abcdef" };
+        return [...rs, builder];
+    },
+    "image-never-public": (rs) => [...rs, { ...structuredClone(first(rs, "aws:ec2/instance:Instance")), name: "shared", urn: "urn:shared",
+        type: "aws:ec2/amiLaunchPermission:AmiLaunchPermission", inputs: { imageId: "ami-0123456789abcdef0", group: "all" } }],
+    "private-workers-without-nat-boot-ray-images": (rs) => {
+        // A worker with no public IP in the stack's own network, which has no NAT gateway, and a base image.
+        first(rs, "aws:ec2/instance:Instance", (r) => r.inputs.tags?.Name === "worker-1").inputs.associatePublicIpAddress = false;
         return rs;
     },
     "private-subnets-give-no-public-ip": (rs) => rs.filter((r) => r.type !== "aws:ec2/routeTableAssociation:RouteTableAssociation"),

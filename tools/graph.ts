@@ -1,5 +1,5 @@
 /** Compares and describes resource graphs rendered under mocks: what a config change would do, without AWS. */
-import { RegisteredResource } from "./render";
+import { argumentOf, mockImageId, RegisteredResource, Rendered, reveal } from "./render";
 
 export interface ChangedResource {
     name: string;
@@ -28,6 +28,7 @@ export const REPLACE_ON: Record<string, string[]> = {
     "aws:ec2/natGateway:NatGateway": ["allocationId", "subnetId", "connectivityType"],
     "aws:ec2/vpcEndpoint:VpcEndpoint": ["vpcId", "serviceName", "vpcEndpointType"],
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": ["securityGroupId"],
+    "aws:ec2/amiFromInstance:AmiFromInstance": ["name", "sourceInstanceId", "snapshotWithoutReboot"],
     "command:remote:Command": ["triggers"],
 };
 
@@ -138,4 +139,28 @@ export function diffText(diff: GraphDiff): string {
             : `  ~ ${c.name}: ${what}`);
     }
     return lines.join("\n");
+}
+
+/**
+ * The AMI each node type boots, the head's and each group's, elastic ones from the autoscaler's config: a Ray-ready
+ * image the stack builds is named by its image name.
+ */
+export function imagesByNodeType(rendered: Rendered): Record<string, string> {
+    const built = new Map(rendered.resources.filter((r) => r.type === "aws:ec2/amiFromInstance:AmiFromInstance")
+        .map((r) => [mockImageId(r.inputs.name), `${r.inputs.name} (Ray-ready)`]));
+    const named = (id: string) => built.get(id) ?? id;
+    const types: Record<string, string> = {};
+    for (const r of rendered.resources.filter((x) => x.type === "aws:ec2/instance:Instance" && x.inputs.tags?.["ray-cluster:group"])) {
+        types[r.inputs.tags["ray-cluster:group"]] = named(r.inputs.ami);
+    }
+    const autoscaler = rendered.resources.find((r) => r.type === "command:remote:Command" && r.name.endsWith("-autoscaler"));
+    if (autoscaler) {
+        const config = JSON.parse(argumentOf(reveal(autoscaler.inputs).create, "--config"));
+        for (const [type, spec] of Object.entries(config.available_node_types as Record<string, { node_config: { ImageId?: string } }>)) {
+            if (spec.node_config.ImageId) {
+                types[`${type} (elastic)`] = named(spec.node_config.ImageId);
+            }
+        }
+    }
+    return types;
 }

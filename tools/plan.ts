@@ -8,8 +8,8 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { RegisteredResource, render, reveal, StackConfig } from "./render";
-import { diffGraphs, diffText, planText } from "./graph";
+import { deployedImages, RegisteredResource, Rendered, render, reveal, StackConfig } from "./render";
+import { diffGraphs, diffText, imagesByNodeType, planText } from "./graph";
 
 /** Reads the `config:` of a Pulumi stack file; its stack name comes from Pulumi.<stack>.yaml. */
 export function readStackFile(file: string): { stack: string; config: StackConfig } {
@@ -27,9 +27,9 @@ export function readStackFile(file: string): { stack: string; config: StackConfi
 }
 
 /** Renders a stack file; a diff renders both files as the first file's stack, as one stack's config change. */
-async function renderFile(file: string, stackOverride?: string) {
+async function renderFile(file: string, stackOverride?: string, images?: Record<string, { tags: Record<string, string> }>) {
     const { stack, config } = readStackFile(file);
-    const rendered = await render(config, { stack: stackOverride ?? stack });
+    const rendered = await render(config, { stack: stackOverride ?? stack, images });
     if (rendered.error) {
         throw new Error(`${file}: ${rendered.error.message}`);
     }
@@ -46,15 +46,25 @@ function nodesByGroup(resources: RegisteredResource[]): string[] {
     return ["nodes by group:", ...[...groups].map(([group, nodes]) => `  ${group}: ${nodes.join(", ")}`)];
 }
 
+/** Each node type's image before and after, and whether it changed. */
+function imageChanges(before: Rendered, after: Rendered): string[] {
+    const [a, b] = [imagesByNodeType(before), imagesByNodeType(after)];
+    return ["images by node type:", ...[...new Set([...Object.keys(a), ...Object.keys(b)])].map((type) =>
+        a[type] === b[type] ? `  ${type}: ${b[type]}` : `  ${type}: ${a[type] ?? "(none)"} → ${b[type] ?? "(none)"}`)];
+}
+
 async function main(args: string[]): Promise<string> {
     if (args[0] === "--diff" && args.length === 3) {
-        const before = await renderFile(args[1]);
-        const after = await renderFile(args[2], readStackFile(args[1]).stack);
-        return diffText(diffGraphs(before.resources, after.resources));
+        // The first stack as deployed: the images its first `pulumi up` built are in the account, their builders gone.
+        const images = deployedImages(await renderFile(args[1]));
+        const before = await renderFile(args[1], undefined, images);
+        const after = await renderFile(args[2], readStackFile(args[1]).stack, images);
+        return [diffText(diffGraphs(before.resources, after.resources)), ...imageChanges(before, after)].join("\n");
     }
     if (args.length === 1 && !args[0].startsWith("-")) {
         const rendered = await renderFile(args[0]);
         return [`autostop: ${rendered.outputs.autostop}`, `workers: ${rendered.outputs.workerNetwork}`, ...nodesByGroup(rendered.resources),
+            "images by node type:", ...Object.entries(imagesByNodeType(rendered)).map(([type, image]) => `  ${type}: ${image}`),
             planText(rendered.resources, reveal)].join("\n");
     }
     throw new Error("usage: npm run plan -- STACK_FILE | npm run plan -- --diff STACK_FILE_A STACK_FILE_B");

@@ -3,6 +3,7 @@
  * parent, dependencies and options. Tests, the plan script, the policy runner and the benchmarks share it.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { createHash } from "crypto";
 import * as path from "path";
 
 // Internal runtime modules: the mock monitor and the settings that hold it.
@@ -66,6 +67,13 @@ export interface RenderOptions {
     resourceIds?: Record<string, string>;
     /** Runs a remote.Command (end-to-end runs) and returns its stdout and stderr. */
     runCommand?: (inputs: Record<string, any>, name: string) => Promise<{ stdout: string; stderr: string }>;
+    /**
+     * The account's own AMIs by id, with their tags, as aws.ec2.getAmiIds and getAmi find them (Ray-ready images an
+     * earlier `pulumi up` built); none by default.
+     */
+    images?: Record<string, { tags: Record<string, string> }>;
+    /** Makes an AMI from its source instance (end-to-end runs); returns the new image's id. */
+    createImage?: (resourceName: string, inputs: Record<string, any>) => Promise<string>;
     /**
      * The subnets an existing-VPC lookup finds, by id; the default makes the configured subnetId a public subnet
      * and privateSubnetId a NAT-routed one, both of the configured vpcId.
@@ -147,6 +155,17 @@ function fakeVerifyStdout(create: string): string {
     const nodes = [...create.matchAll(/--expect '?([a-z0-9-]+)=([0-9.]+)/g)].map((m) => ({ name: m[1], ip: m[2], alive: true }));
     const elasticNodes = Object.fromEntries([...create.matchAll(/--count-group ([a-z0-9-]+)/g)].map((m) => [m[1], 0]));
     return JSON.stringify({ address: "", expectedNodes: nodes.length, aliveNodes: nodes.length, nodes, elasticNodes });
+}
+
+/** The id EC2 gives an image of this name, here: stable, so that two renders of one stack agree. */
+export function mockImageId(name: string): string {
+    return `ami-${createHash("sha256").update(name).digest("hex").slice(0, 17)}`;
+}
+
+/** The AMIs a render's `pulumi up` leaves in the account, with their tags: what the next render's lookups find. */
+export function deployedImages(rendered: Rendered): Record<string, { tags: Record<string, string> }> {
+    return Object.fromEntries(rendered.resources.filter((r) => r.type === "aws:ec2/amiFromInstance:AmiFromInstance")
+        .map((r) => [mockImageId(r.inputs.name), { tags: r.inputs.tags }]));
 }
 
 /** A mock key of the resource's own: its public key names the resource (ssh-ed25519 AAAAmock-<name> ray-cluster). */
@@ -261,6 +280,9 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
                     noPublicIp.add(id);
                 }
             }
+            if (args.type === "aws:ec2/amiFromInstance:AmiFromInstance") {
+                id = options.createImage ? await options.createImage(args.name, reveal(args.inputs)) : mockImageId(args.inputs.name);
+            }
             if (args.type === "aws:ec2transitgateway/instanceState:InstanceState") {
                 await options.setInstanceState?.(nodeOf.get(args.inputs.instanceId) ?? args.inputs.instanceId, args.inputs.state);
             }
@@ -319,8 +341,19 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
                     return { partition: "aws", dnsSuffix: "amazonaws.com", id: "aws" };
                 case "aws:index/getAvailabilityZones:getAvailabilityZones":
                     return { names: ["a", "b", "c"].map((zone) => `${region}${zone}`), zoneIds: [1, 2, 3].map((n) => `${region}-az${n}`) };
+                case "aws:ec2/getAmiIds:getAmiIds": {
+                    const filters = (args.inputs.filters ?? []) as Array<{ name: string; values: string[] }>;
+                    const ids = Object.entries(options.images ?? {}).filter(([, image]) => filters.every((f) =>
+                        !f.name.startsWith("tag:") || f.values.includes(image.tags[f.name.slice(4)]))).map(([imageId]) => imageId);
+                    return { id: region, ids, owners: args.inputs.owners, filters };
+                }
                 case "aws:ec2/getAmi:getAmi": {
                     const byId = (args.inputs.filters ?? []).find((f: { name: string }) => f.name === "image-id");
+                    const own = byId && options.images?.[byId.values[0]];
+                    if (own) {
+                        return { id: byId.values[0], name: own.tags.Name ?? byId.values[0], tags: own.tags, rootDeviceName: "/dev/sda1",
+                            blockDeviceMappings: [{ deviceName: "/dev/sda1", ebs: { volume_size: "8" } }] };
+                    }
                     return byId
                         ? { id: byId.values[0], name: "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20261101",
                             rootDeviceName: "/dev/sda1", blockDeviceMappings: [{ deviceName: "/dev/sda1", ebs: { volume_size: String(MOCK_DLAMI_SNAPSHOT_GB) } }] }

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Makes an image builder Ray-ready, then seals it for aws.ec2.AmiFromInstance: the node scripts (a JSON object of
+# file name → content on stdin) go to /usr/local/lib/ray-cluster/scripts, and those very scripts install the pinned Ray,
+# uv and the venv (install-ray.sh) and the AWS SDK, as they do on a node booted from the plain base image; a node
+# booted from the image then finds it all in place. Sealing leaves no instance identity behind: cloud-init's state,
+# logs and the machine-id go, so each instance of the image is a first boot with its own host keys and its own key pair.
+# On any failure, or once --timeout has passed, the builder powers itself off; launched with the shutdown behaviour
+# "terminate", it is then gone, so a failed build leaves nothing running.
+# Usage: build-image.sh --version X.Y.Z --key KEY [--installer uv|pip] [--index-url URL] [--timeout SECONDS] < SCRIPTS_JSON
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+SCRIPT_NAME=build-image
+
+version="" key="" installer=uv index_url="" timeout_s=1800
+while [ $# -gt 0 ]; do
+    case $1 in
+        --version) version=$2; shift 2 ;;
+        --key) key=$2; shift 2 ;;
+        --installer) installer=$2; shift 2 ;;
+        --index-url) index_url=$2; shift 2 ;;
+        --timeout) timeout_s=$2; shift 2 ;;
+        *) die "unknown argument: $1" ;;
+    esac
+done
+if ! { [ -n "$version" ] && [ -n "$key" ]; }; then
+    die "--version and --key are required"
+fi
+
+scripts_dir=/usr/local/lib/ray-cluster/scripts
+manifest=/etc/ray-cluster/image
+
+# A builder that already made this image (the command ran again) has nothing to do.
+if state_matches "$manifest" "key=${key}"; then
+    log "this builder already holds image ${key}"
+    exit 0
+fi
+
+power_off_on_failure() {
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "${SCRIPT_NAME}: error: the image build failed (exit ${rc}); powering the builder off, which terminates it" >&2
+        # Delayed, so that this command's own output and status reach the caller first.
+        "${SUDO[@]}" systemd-run --quiet --on-active=3 systemctl poweroff >/dev/null 2>&1 ||
+            "${SUDO[@]}" shutdown -P +1 >/dev/null 2>&1 || true
+    fi
+}
+trap power_off_on_failure EXIT
+
+started=$(date +%s)
+# What is left of the bound: each step gets only that.
+remaining() { local left=$((started + timeout_s - $(date +%s))); echo $((left > 1 ? left : 1)); }
+
+rc=0
+timeout "$(remaining)" cloud-init status --wait >/dev/null || rc=$?
+case $rc in
+    0|2) ;;
+    124) die "cloud-init did not finish within ${timeout_s}s on the builder: $(cloud-init status 2>&1 | tr '\n' ' ')" ;;
+    *) die "cloud-init failed on the builder: $(cloud-init status --long 2>&1 | tr '\n' ' ')" ;;
+esac
+
+files=$(cat)
+[ -n "$files" ] || die "no node scripts on stdin"
+"${SUDO[@]}" rm -rf "$scripts_dir"
+"${SUDO[@]}" mkdir -p "$scripts_dir"
+# shellcheck disable=SC2016 # the Python program's own text
+printf '%s' "$files" | "${SUDO[@]}" python3 -c '
+import json, os, sys
+for name, text in json.load(sys.stdin).items():
+    if os.path.basename(name) != name:
+        sys.exit(f"not a plain file name: {name}")
+    with open(os.path.join(sys.argv[1], name), "w", encoding="utf-8") as f:
+        f.write(text)
+' "$scripts_dir" || die "cannot write the node scripts to ${scripts_dir}"
+
+timeout "$(remaining)" bash "${scripts_dir}/install-ray.sh" --version "$version" --installer "$installer" \
+    ${index_url:+--index-url "$index_url"} || die "install-ray.sh failed or outlived the ${timeout_s}s bound"
+# The SDK that autostop, the job archive and the autoscaler need on the head, so that they install nothing either.
+ensure_aws_sdk "$RAY_VENV_DEFAULT" "$installer" "$index_url" "$(cat "${scripts_dir}/boto3-requirements.txt")" || true
+
+# Sealed last, so that an image holds only a finished build. The login user's authorized_keys go too: an instance
+# gets exactly its own key pair's key from cloud-init, never the builder's.
+"${SUDO[@]}" cloud-init clean --logs --machine-id
+rm -f "${HOME}/.ssh/authorized_keys" "${HOME}/.bash_history"
+"${SUDO[@]}" journalctl --rotate --vacuum-time=1s >/dev/null 2>&1 || true
+install_if_changed "$manifest" 644 "key=${key}" || true
+sync
+log "image ${key} ready: ${version} with ${installer} in $(( $(date +%s) - started ))s"

@@ -1,0 +1,226 @@
+import * as aws from "@pulumi/aws";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import * as crypto from "crypto";
+import { ClusterConfig } from "./config";
+import { mostNodes } from "./groups";
+import { ImageSource, resolveBaseImage } from "./images";
+import { commandTimeouts, sshConnection, SshAccess } from "./ray";
+import { nodeScriptFiles, scriptCommand } from "./scripts";
+
+/** The tag that names what an image was built from (its key), by which a later `pulumi up` finds it again. */
+export const IMAGE_KEY_TAG = "ray-cluster:image-key";
+/** The tag that names the builder an image was made from: the image resource's source instance ever after. */
+export const IMAGE_BUILDER_TAG = "ray-cluster:image-builder";
+
+/** What a Ray-ready image holds besides its base: its key is a hash of all of it. */
+export interface ImageRecipe {
+    /** Exact Ray release of the image's venv. */
+    rayVersion: string;
+    /** Python package installer the build uses. */
+    pythonInstaller: "uv" | "pip";
+    /** Package index the build installs from; empty for PyPI. */
+    packageIndexUrl: string;
+    /** Bound on the whole build on the builder, in seconds. */
+    buildTimeoutSeconds: number;
+}
+
+/** One Ray-ready image the stack needs, as planned before any resource is registered. */
+export interface PlannedImage {
+    /** The image choices (a pinned AMI id, or "" with gpu) whose nodes boot it. */
+    choices: Array<{ amiId: string; gpu: boolean }>;
+    /** Its part of resource names: ubuntu, dlami or the pinned base's id. */
+    slug: string;
+    /** The AMI it is built from. */
+    baseAmiId: string;
+    /** Hash of the base, the recipe and every node script: a change to any of them is a new image. */
+    key: string;
+    /** The AMI's name, unique in the account and region. */
+    name: string;
+    /** The image, if the account holds it already: it is then kept, and nothing is built. */
+    existing?: { imageId: string; builderId: string };
+}
+
+/** The stack's recipe: its Ray, installer and index; a build gets three bootstrap bounds. */
+export function imageRecipe(config: Pick<ClusterConfig, "rayVersion" | "pythonInstaller" | "packageIndexUrl" | "bootstrapTimeoutSeconds">): ImageRecipe {
+    return { rayVersion: config.rayVersion, pythonInstaller: config.pythonInstaller, packageIndexUrl: config.packageIndexUrl,
+        buildTimeoutSeconds: 3 * config.bootstrapTimeoutSeconds };
+}
+
+/** The command that builds an image on its builder, and what it reads on stdin. */
+export function buildCommand(recipe: ImageRecipe, key: string): { create: string; stdin: string } {
+    return {
+        create: scriptCommand("build-image.sh", ["--version", recipe.rayVersion, "--key", key, "--installer", recipe.pythonInstaller,
+            ...(recipe.packageIndexUrl !== "" ? ["--index-url", recipe.packageIndexUrl] : []),
+            "--timeout", String(recipe.buildTimeoutSeconds)]),
+        stdin: JSON.stringify(nodeScriptFiles()),
+    };
+}
+
+/** The key of an image of this base and recipe. */
+export function imageKey(baseAmiId: string, recipe: ImageRecipe): string {
+    const hash = crypto.createHash("sha256").update(baseAmiId);
+    // The build command carries the recipe and the build script; its stdin, every other node file.
+    const build = buildCommand(recipe, "");
+    hash.update(build.create).update(build.stdin);
+    return hash.digest("hex").slice(0, 16);
+}
+
+/**
+ * The Ray-ready images the stack's nodes need (the head's, and each group's that has nodes), one per distinct base
+ * AMI, and whether the account holds each already (tagged with the stack's tags and its key). Looked up before any
+ * resource is registered, since it decides which resources there are: a builder only for an image the account lacks.
+ */
+export async function planRayImages(config: Pick<ClusterConfig, "amiId" | "workerGroups" | "project" | "stack" | "rayVersion" |
+    "pythonInstaller" | "packageIndexUrl" | "bootstrapTimeoutSeconds">, tags: Record<string, string>): Promise<PlannedImage[]> {
+    const recipe = imageRecipe(config);
+    const choices = [{ amiId: config.amiId, gpu: false },
+        ...config.workerGroups.filter((g) => mostNodes(g) > 0).map((g) => ({ amiId: g.amiId, gpu: g.gpu }))];
+    const unique = [...new Map(choices.map((c) => [c.amiId !== "" ? c.amiId : `default-${c.gpu}`, c])).values()];
+    const bases = await Promise.all(unique.map((c) => resolveBaseImage(c.amiId, c.gpu)));
+    const byBase = new Map<string, PlannedImage>();
+    unique.forEach((choice, i) => {
+        const baseAmiId = bases[i];
+        const planned = byBase.get(baseAmiId);
+        if (planned) {
+            planned.choices.push(choice);
+            return;
+        }
+        const slug = choice.amiId !== "" ? choice.amiId : choice.gpu ? "dlami" : "ubuntu";
+        const key = imageKey(baseAmiId, recipe);
+        byBase.set(baseAmiId, { choices: [choice], slug, baseAmiId, key,
+            name: `${config.project}-${config.stack}-ray-${recipe.rayVersion}-${slug}-${key}` });
+    });
+    const planned = [...byBase.values()];
+    await Promise.all(planned.map(async (image) => {
+        const found = await aws.ec2.getAmiIds({
+            owners: ["self"],
+            filters: [{ name: `tag:${IMAGE_KEY_TAG}`, values: [image.key] }, { name: "state", values: ["available"] },
+                ...Object.entries(tags).map(([k, v]) => ({ name: `tag:${k}`, values: [v] }))],
+        });
+        if (found.ids.length > 0) {
+            const ami = await aws.ec2.getAmi({ owners: ["self"], filters: [{ name: "image-id", values: [found.ids[0]] }] });
+            image.existing = { imageId: ami.id, builderId: ami.tags[IMAGE_BUILDER_TAG] ?? "" };
+        }
+    }));
+    return planned;
+}
+
+/** Inputs of the Ray-ready images. */
+export interface RayImagesArgs {
+    /** The images to keep or build (planRayImages). */
+    images: PlannedImage[];
+    /** What goes into each image. */
+    recipe: ImageRecipe;
+    /** How the bootstrap reaches a builder: its public or private address, as connectVia says. */
+    access: Pick<SshAccess, "connectVia" | "sshUser" | "privateKey" | "timeoutSeconds">;
+    /** Instance type of a builder. */
+    builderInstanceType: string;
+    /** Subnet a builder launches in: the head's, which reaches the package index. */
+    subnetId: pulumi.Input<string>;
+    /** Security groups of a builder: the head's, which admit the bootstrap's SSH. */
+    securityGroupIds: pulumi.Input<string>[];
+    /** EC2 key pair authorised for the bootstrap's SSH. */
+    keyName: pulumi.Input<string>;
+    /** What must exist before a builder boots (the route the bootstrap's SSH comes in by). */
+    bootDependencies: pulumi.Resource[];
+    /** Tags every resource carries. */
+    tags: Record<string, string>;
+}
+
+/**
+ * Ray-ready images: for each base AMI the nodes boot, an AMI that already holds the stack's Ray, uv, venv, AWS SDK
+ * and node scripts, made with aws.ec2.AmiFromInstance from a builder instance that the same scripts set up. The
+ * builder terminates itself once its image exists (or its build fails), so nothing of a build keeps running; a
+ * later `pulumi up` finds the image by its key and builds nothing. Deleting the stack deregisters the images and
+ * deletes their snapshots.
+ */
+export class RayImages extends pulumi.ComponentResource implements ImageSource {
+    /** Each image's AMI resource, by its slug. */
+    public readonly images: Map<string, aws.ec2.AmiFromInstance>;
+    private readonly byChoice = new Map<string, pulumi.Output<string>>();
+
+    constructor(name: string, args: RayImagesArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("ray-cluster:image:RayImages", name, {}, opts);
+
+        this.images = new Map(args.images.map((image) => [image.slug, this.image(name, image, args)]));
+        for (const image of args.images) {
+            for (const choice of image.choices) {
+                this.byChoice.set(choiceKey(choice.amiId, choice.gpu), this.images.get(image.slug)!.id);
+            }
+        }
+
+        this.registerOutputs({ imageIds: Object.fromEntries([...this.images].map(([slug, ami]) => [slug, ami.id])) });
+    }
+
+    imageFor(amiId: string, gpu: boolean): pulumi.Input<string> {
+        const id = this.byChoice.get(choiceKey(amiId, gpu));
+        if (!id) {
+            throw new Error(`no Ray-ready image was planned for ${amiId || (gpu ? "the Deep Learning AMI" : "the default Ubuntu AMI")}`);
+        }
+        return id;
+    }
+
+    // A new image is for nodes yet to come: running nodes keep theirs and are upgraded in place by the bootstrap.
+    replacesRunningNodes(): boolean {
+        return false;
+    }
+
+    private image(name: string, image: PlannedImage, args: RayImagesArgs): aws.ec2.AmiFromInstance {
+        const prefix = `${name}-image-${image.slug}`;
+        const imageTags = (builderId: pulumi.Input<string>) => ({
+            ...args.tags, Name: image.name, [IMAGE_KEY_TAG]: image.key, [IMAGE_BUILDER_TAG]: builderId,
+            "ray-cluster:image-base": image.baseAmiId, "ray-cluster:ray-version": args.recipe.rayVersion,
+        });
+        const amiArgs = (builderId: pulumi.Input<string>): aws.ec2.AmiFromInstanceArgs => ({
+            name: image.name,
+            description: `Ray ${args.recipe.rayVersion} ready: ${image.baseAmiId} with the ${args.tags["ray-cluster:project"]} node scripts (key ${image.key})`,
+            sourceInstanceId: builderId,
+            // EC2 stops the builder for the snapshot, so the file system is consistent.
+            snapshotWithoutReboot: false,
+            tags: imageTags(builderId),
+        });
+        if (image.existing) {
+            // Built by an earlier `pulumi up`, whose builder is gone: the same inputs, so nothing changes.
+            return new aws.ec2.AmiFromInstance(prefix, amiArgs(image.existing.builderId), { parent: this });
+        }
+        pulumi.log.warn(`Ray-ready image ${image.name}: the account holds none with key ${image.key} (a first build, a new ` +
+            "base AMI, Ray release or node script, or an image deleted out of band); building it on a builder instance", this);
+        const { create, stdin } = buildCommand(args.recipe, image.key);
+        const builder = new aws.ec2.Instance(`${prefix}-builder`, {
+            ami: image.baseAmiId,
+            instanceType: args.builderInstanceType,
+            subnetId: args.subnetId,
+            vpcSecurityGroupIds: args.securityGroupIds,
+            keyName: args.keyName,
+            // Powering off ends it: a failed build, a finished one and the deadline below all leave nothing running.
+            instanceInitiatedShutdownBehavior: "terminate",
+            // Whatever happens to the bootstrap, the builder does not outlive three build bounds.
+            userData: `#cloud-config\npreserve_hostname: true\nruncmd:\n  - [shutdown, -P, "+${Math.ceil((3 * args.recipe.buildTimeoutSeconds) / 60)}"]\n`,
+            metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 1 },
+            rootBlockDevice: { volumeType: "gp3", encrypted: true, deleteOnTermination: true },
+            tags: { ...args.tags, Name: `${image.slug}-image-builder`, [IMAGE_KEY_TAG]: image.key },
+            volumeTags: { ...args.tags, Name: `${image.slug}-image-builder` },
+        }, { parent: this, dependsOn: args.bootDependencies });
+        const connection = sshConnection(args.access.connectVia === "public" ? builder.publicIp : builder.privateIp, args.access);
+        const timeouts = commandTimeouts(args.recipe.buildTimeoutSeconds);
+        const build = new command.remote.Command(`${prefix}-build`, {
+            connection, create, stdin, addPreviousOutputInEnv: false,
+            // A new builder (a new key, or one made again) builds again.
+            triggers: [builder.id],
+        }, { parent: this, customTimeouts: timeouts, deletedWith: builder });
+        const ami = new aws.ec2.AmiFromInstance(prefix, amiArgs(builder.id), { parent: this, dependsOn: [build] });
+        // The image exists: the builder's work is done. Delayed, so that the command returns before the power-off.
+        new command.remote.Command(`${prefix}-retire`, {
+            connection,
+            create: "sudo systemd-run --quiet --on-active=3 systemctl poweroff",
+            addPreviousOutputInEnv: false,
+            triggers: [builder.id],
+        }, { parent: this, dependsOn: [ami], customTimeouts: timeouts, deletedWith: builder });
+        return ami;
+    }
+}
+
+function choiceKey(amiId: string, gpu: boolean): string {
+    return amiId !== "" ? amiId : `default-${gpu}`;
+}
