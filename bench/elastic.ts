@@ -6,7 +6,9 @@
  * cluster: the head up, the workers of earlier rounds idle, no launched worker left. Both are timed between the same
  * two events: the host's power-on (its supervisor's boot record) and the GCS reporting its node alive (a watcher on
  * the head, polling every 0.25 s). The elastic rounds also give RunInstances → alive and demand → task done. Prints
- * each round, then the median and the spread (min–max). Figures only; nothing here passes or fails on time.
+ * each round, then the median and the spread (min–max). It does it all twice in one run, on a cluster booted from the
+ * plain base image and on one booted from a Ray-ready image (rayImage), and prints the two side by side. Figures
+ * only; nothing here passes or fails on time.
  *   ROUNDS=3 npm run bench:elastic
  */
 import { ChildProcess, spawn } from "node:child_process";
@@ -15,6 +17,7 @@ import { render } from "../tools/render";
 import { autoscalerEndpointFiles, Ec2Emulator, Ec2Follower, groupNames } from "../test/harness/ec2-emulator";
 import { eventually } from "../test/harness/eventually";
 import { stackFirewall } from "../test/harness/firewall";
+import { BUILDER_NAME, ImageBuilds } from "../test/harness/images";
 import { serveLaunchedInstance } from "../test/harness/instance-metadata";
 import { BootedHosts, LOGIN_USER, THIS_MACHINE } from "../test/harness/machines";
 import { REGION } from "../test/harness/s3-emulator";
@@ -64,7 +67,9 @@ while True:
     return watcher;
 }
 
-(async () => {
+interface Round { static: number; elastic: number; fromRunInstances: number; demandToTask: number }
+
+async function run(image: boolean): Promise<Round[]> {
     const statics = Array.from({ length: ROUNDS }, (_, i) => `worker-${i + 1}`);
     const hosts = new BootedHosts({ headnode: 41, ...Object.fromEntries(statics.map((node, i) => [node, 42 + i])) });
     const ec2 = new Ec2Emulator();
@@ -76,8 +81,11 @@ while True:
         const setup = ec2.setup([SUBNET_CIDR], ["ray-cluster-sg"], ["ray-cluster-profile-0123456"]);
         // The verify step waits for every static worker, which join one round at a time.
         const config = { packageIndexUrl: hosts.indexUrl, bootstrapTimeoutSeconds: 1800, workerCount: ROUNDS, elasticIdleMinutes: 1,
-            sshAllowedCidrs: [`${THIS_MACHINE}/32`], workerGroups: [{ name: "big", instanceType: "c7i.xlarge", maxCount: 1 }] };
+            sshAllowedCidrs: [`${THIS_MACHINE}/32`], workerGroups: [{ name: "big", instanceType: "c7i.xlarge", maxCount: 1 }], rayImage: image };
         const firewall = await stackFirewall(config, (node) => hosts.addresses(node));
+        const builds = new ImageBuilds(hosts, [29]);
+        const builderGroups = firewall.groupsOf[BUILDER_NAME];
+        delete firewall.groupsOf[BUILDER_NAME];
         follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.createdNodes());
         follower.start();
         // A static worker's instance is created when its round releases it, as a `pulumi up` that adds it would.
@@ -85,14 +93,24 @@ while True:
         const released = new Map(statics.map((node) => [node, new Promise<void>((resolve) => release.set(node, resolve))]));
         const done = new Map<string, number>();
         const rendering = render(config, {
-            addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
+            addresses: (node) => {
+                const address = node === BUILDER_NAME ? builds.address() : hosts.address(node);
+                return { privateIp: address, publicIp: address };
+            },
             privateKeys: (name) => hosts.keyFor(name),
             resourceIds: { "ray-cluster-subnet": setup.subnets[SUBNET_CIDR], "ray-cluster-sg": setup.securityGroups["ray-cluster-sg"] },
+            images: builds.account,
+            createImage: async (_name, inputs) => builds.createImage(inputs),
             launchInstance: async (node, inputs, account) => {
+                if (node === BUILDER_NAME) {
+                    const id = `i-image-builder-${builds.builds + 1}`;
+                    builds.launch(inputs, account, id, firewall, builderGroups);
+                    return id;
+                }
                 await released.get(node);
                 ec2.importKeyPair(inputs.keyName, account.publicKey);
                 const id = ec2.runInstance(inputs.tags, { subnetId: inputs.subnetId, privateIp: hosts.address(node) });
-                hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id }, firewall,
+                hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id, imageId: inputs.ami }, firewall,
                     node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {});
                 serveLaunchedInstance(hosts, node, id, inputs, account, REGION);
                 return id;
@@ -109,7 +127,7 @@ while True:
         watcher = watchAlive(hosts, alive);
         const aliveAt = (address: string, what: string) => eventually({ what, timeoutSeconds: 900, intervalSeconds: 0.25 },
             async () => alive.get(address));
-        const rounds: Array<{ static: number; elastic: number; fromRunInstances: number; demandToTask: number }> = [];
+        const rounds: Round[] = [];
         for (const node of statics) {
             await sleep(SETTLE_SECONDS);
             release.get(node)!();
@@ -131,7 +149,7 @@ while True:
             const poweredOn = hosts.boots(launched.id)[0].started;
             rounds.push({ static: staticSeconds, elastic: (elasticAlive - poweredOn) / 1000,
                 fromRunInstances: (elasticAlive - launched.launchedAt) / 1000, demandToTask: (taskDone - demand) / 1000 });
-            console.log(`round ${rounds.length}: static ${node} power-on → alive ${staticSeconds.toFixed(1)} s; ` +
+            console.log(`${image ? "image" : "plain"} round ${rounds.length}: static ${node} power-on → alive ${staticSeconds.toFixed(1)} s; ` +
                 `elastic ${launched.id} power-on → alive ${rounds.at(-1)!.elastic.toFixed(1)} s ` +
                 `(RunInstances → alive ${rounds.at(-1)!.fromRunInstances.toFixed(1)} s, demand → task done ${rounds.at(-1)!.demandToTask.toFixed(1)} s)`);
             // The next round starts with no launched worker: the idle one is terminated after elasticIdleMinutes.
@@ -142,19 +160,27 @@ while True:
         if (result.error) {
             throw result.error;
         }
-        console.log([
-            `over ${ROUNDS} rounds, each from the host's power-on to the GCS reporting its node alive:`,
-            `  static worker (the stack's prepare, install, start): ${summary(rounds.map((r) => r.static))}`,
-            `  elastic worker (Ray's autoscaler, join-cluster.sh):  ${summary(rounds.map((r) => r.elastic))}`,
-            `  elastic, RunInstances → alive:                       ${summary(rounds.map((r) => r.fromRunInstances))}`,
-            `  elastic, demand → task done:                         ${summary(rounds.map((r) => r.demandToTask))}`,
-        ].join("\n"));
+        return rounds;
     } finally {
         watcher?.kill();
         follower?.stop();
         hosts.down();
-        cleanupKeys();
     }
+}
+
+(async () => {
+    const plain = await run(false);
+    const image = await run(true);
+    cleanupKeys();
+    const row = (what: string, pick: (r: Round) => number) =>
+        `  ${what.padEnd(58)} plain: ${summary(plain.map(pick))} | image: ${summary(image.map(pick))}`;
+    console.log([
+        `over ${ROUNDS} rounds each, from the host's power-on to the GCS reporting its node alive:`,
+        row("static worker (the stack's prepare, install, start):", (r) => r.static),
+        row("elastic worker (Ray's autoscaler, join-cluster.sh):", (r) => r.elastic),
+        row("elastic, RunInstances → alive:", (r) => r.fromRunInstances),
+        row("elastic, demand → task done:", (r) => r.demandToTask),
+    ].join("\n"));
 })().catch((err) => {
     console.error(err);
     process.exit(1);

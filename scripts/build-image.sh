@@ -81,6 +81,11 @@ ensure_aws_sdk "$RAY_VENV_DEFAULT" "$installer" "$index_url" "$(cat "${scripts_d
 # gets exactly its own key pair's key from cloud-init, never the builder's.
 "${SUDO[@]}" cloud-init clean --logs --machine-id
 rm -f "${HOME}/.ssh/authorized_keys" "${HOME}/.bash_history"
+# The installer's download cache would only make every snapshot bigger.
+if [ -x "${RAY_STATE_DIR}/bin/uv" ]; then
+    "${RAY_STATE_DIR}/bin/uv" cache clean --quiet >/dev/null 2>&1 || true
+fi
+rm -rf "${HOME}/.cache/pip"
 "${SUDO[@]}" journalctl --rotate --vacuum-time=1s >/dev/null 2>&1 || true
 install_if_changed "$manifest" 644 "key=${key}" || true
 sync

@@ -7,6 +7,7 @@ import { mostNodes } from "./groups";
 import { ImageSource, resolveBaseImage } from "./images";
 import { commandTimeouts, sshConnection, SshAccess } from "./ray";
 import { nodeScriptFiles, scriptCommand } from "./scripts";
+import { SSH_PORT } from "./security";
 
 /** The tag that names what an image was built from (its key), by which a later `pulumi up` finds it again. */
 export const IMAGE_KEY_TAG = "ray-cluster:image-key";
@@ -118,8 +119,10 @@ export interface RayImagesArgs {
     builderInstanceType: string;
     /** Subnet a builder launches in: the head's, which reaches the package index. */
     subnetId: pulumi.Input<string>;
-    /** Security groups of a builder: the head's, which admit the bootstrap's SSH. */
-    securityGroupIds: pulumi.Input<string>[];
+    /** VPC of that subnet, for the builders' own security group. */
+    vpcId: pulumi.Input<string>;
+    /** CIDRs allowed to reach a builder's SSH (sshAllowedCidrs): the bootstrap's way in. */
+    sshAllowedCidrs: string[];
     /** EC2 key pair authorised for the bootstrap's SSH. */
     keyName: pulumi.Input<string>;
     /** What must exist before a builder boots (the route the bootstrap's SSH comes in by). */
@@ -138,10 +141,29 @@ export interface RayImagesArgs {
 export class RayImages extends pulumi.ComponentResource implements ImageSource {
     /** Each image's AMI resource, by its slug. */
     public readonly images: Map<string, aws.ec2.AmiFromInstance>;
+    /** The builders' group: SSH from the allowed CIDRs, and none of the cluster's: a builder is no member of it. */
+    public readonly builderSecurityGroup: aws.ec2.SecurityGroup;
     private readonly byChoice = new Map<string, pulumi.Output<string>>();
 
     constructor(name: string, args: RayImagesArgs, opts?: pulumi.ComponentResourceOptions) {
         super("ray-cluster:image:RayImages", name, {}, opts);
+
+        this.builderSecurityGroup = new aws.ec2.SecurityGroup(`${name}-image-builder-sg`, {
+            vpcId: args.vpcId,
+            description: "Ray image builders: SSH from allowed CIDRs; no way to or from the cluster",
+            tags: { ...args.tags, Name: `${name}-image-builder-sg` },
+        }, { parent: this });
+        for (const cidr of args.sshAllowedCidrs) {
+            new aws.vpc.SecurityGroupIngressRule(`${name}-image-builder-ssh-${cidr.replace(/[./]/g, "-")}`, {
+                securityGroupId: this.builderSecurityGroup.id, description: `SSH from ${cidr}`, ipProtocol: "tcp",
+                fromPort: SSH_PORT, toPort: SSH_PORT, cidrIpv4: cidr, tags: args.tags,
+            }, { parent: this });
+        }
+        // The build fetches from the package index.
+        new aws.vpc.SecurityGroupEgressRule(`${name}-image-builder-egress-all`, {
+            securityGroupId: this.builderSecurityGroup.id, description: "All outbound traffic", ipProtocol: "-1",
+            cidrIpv4: "0.0.0.0/0", tags: args.tags,
+        }, { parent: this });
 
         this.images = new Map(args.images.map((image) => [image.slug, this.image(name, image, args)]));
         for (const image of args.images) {
@@ -191,7 +213,7 @@ export class RayImages extends pulumi.ComponentResource implements ImageSource {
             ami: image.baseAmiId,
             instanceType: args.builderInstanceType,
             subnetId: args.subnetId,
-            vpcSecurityGroupIds: args.securityGroupIds,
+            vpcSecurityGroupIds: [this.builderSecurityGroup.id],
             keyName: args.keyName,
             // Powering off ends it: a failed build, a finished one and the deadline below all leave nothing running.
             instanceInitiatedShutdownBehavior: "terminate",

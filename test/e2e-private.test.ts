@@ -3,6 +3,11 @@
  * bridge that this machine has no address on and no route to; the head has an interface on both bridges, as a head
  * in a public subnet reaches workers in a private one. Every worker command therefore has to go through the head,
  * as @pulumi/command's proxy connection takes it, and so does the user's ssh with the generated config.
+ *
+ * The stack runs here as the documented offline combination: Ray-ready images (rayImage) and no NAT gateway. A
+ * builder host on the public bridge is set up by the stack's build command and snapshotted into an image, as
+ * AmiFromInstance makes one; every node and every worker the autoscaler launches boots from that image, and none of
+ * them reaches the package index.
  */
 import * as assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -10,12 +15,14 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
-import { Rendered, render } from "../tools/render";
+import { diffGraphs } from "../tools/graph";
+import { byName, byType, Rendered, render, RenderOptions, reveal, StackConfig } from "../tools/render";
 import { serveLaunchedInstance } from "./harness/instance-metadata";
 import { REGION } from "./harness/s3-emulator";
 import { autoscalerEndpointFiles, Ec2Emulator, groupNames, Ec2Follower } from "./harness/ec2-emulator";
 import { eventually } from "./harness/eventually";
 import { SecurityGroupFirewall, stackFirewall } from "./harness/firewall";
+import { BUILDER_NAME, ImageBuilds } from "./harness/images";
 import { BootedHosts, describeOnBootedHosts, LOGIN_USER, OUTSIDER, THIS_MACHINE } from "./harness/machines";
 import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
 
@@ -23,7 +30,11 @@ const TIMEOUT_SECONDS = 90;
 const RETURN_SECONDS = 300;
 const NODES = ["headnode", "worker-1", "worker-2"];
 const WORKERS = NODES.slice(1);
+/** The image builder is on the head's (public) subnet: each build gets a host of its own, as each builder is a new instance. */
 const hosts = new BootedHosts({ headnode: { public: 21, private: 21 }, "worker-1": { private: 22 }, "worker-2": { private: 23 } });
+const builderHost = ImageBuilds.host;
+/** Three builds at most: the first, the changed script's, and the one that fails. */
+const images = new ImageBuilds(hosts, [24, 25, 26]);
 const ec2 = new Ec2Emulator();
 /** The private subnet, in the emulated EC2 as on the private bridge: moto gives launched workers .4 upwards. */
 const PRIVATE_CIDR = "10.213.1.0/24";
@@ -33,7 +44,58 @@ let follower: Ec2Follower;
 let rendered: Rendered;
 let firewall: SecurityGroupFirewall;
 let userHome = "";
-const log: Array<{ name: string; connection: CommandInputs["connection"] }> = [];
+const log: Array<{ name: string; connection: CommandInputs["connection"]; seconds: number; stdout: string }> = [];
+/** The rig host of each node the stack launched, by instance id. */
+const hostOf: Record<string, string> = {};
+let config: StackConfig;
+let renderOptions: RenderOptions;
+/** The index the builder installs from, and which no node reaches. */
+const indexReachable = (node: string) => hosts.run(node, `python3 -c "import urllib.request; urllib.request.urlopen('${hosts.indexUrl}', timeout=3)" ` +
+    "2>/dev/null && echo reachable || echo unreachable").then((r) => r.stdout.trim() === "reachable");
+
+/** The line the script-change test adds to a node script, in a copy of the program. */
+const SCRIPT_CHANGE = "# changed by the end-to-end test: a new image";
+
+/** A copy of the program whose start-worker.sh has changed, as a user's next checkout would; returns its directory. */
+function changedCheckout(): string {
+    const root = path.join(__dirname, "..");
+    const dir = fs.mkdtempSync(path.join(hosts.state, "checkout-"));
+    for (const entry of ["index.ts", "src", "scripts", "package.json"]) {
+        fs.cpSync(path.join(root, entry), path.join(dir, entry), { recursive: true });
+    }
+    // The same modules (one @pulumi/pulumi, whose mocks the render installed), as a checkout with its dependencies.
+    fs.symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"));
+    fs.appendFileSync(path.join(dir, "scripts", "start-worker.sh"), `${SCRIPT_CHANGE}\n`);
+    return dir;
+}
+
+/**
+ * A `pulumi up` that must fail, under the suite's rig: its first error, and the rejections of what waited on the
+ * failed resource, which the engine would never start and which the mocks leave unhandled.
+ */
+async function failingUp(stackConfig: StackConfig): Promise<{ error: Error; consequences: unknown[] }> {
+    const listeners = process.listeners("unhandledRejection");
+    const consequences: unknown[] = [];
+    process.removeAllListeners("unhandledRejection");
+    process.on("unhandledRejection", (reason) => consequences.push(reason));
+    try {
+        const error = await render(stackConfig, renderOptions).then((r) => r.error, (e: Error) => e);
+        assert.ok(error, "the up succeeded");
+        // Let the rejections of what waited on the failure surface before the runner's listeners return.
+        await new Promise((resolve) => setTimeout(resolve, 2000));
+        return { error, consequences };
+    } finally {
+        process.removeAllListeners("unhandledRejection");
+        listeners.forEach((listener) => process.on("unhandledRejection", listener));
+    }
+}
+
+/** What the head's autoscaler logged (Ray's monitor writes monitor.log; its setup commands' output is there too). */
+async function autoscalerLog(): Promise<string> {
+    const { stdout } = await hosts.run("headnode", "cat /tmp/ray/session_latest/logs/monitor.* 2>/dev/null; " +
+        "journalctl -u ray-autoscaler.service --no-pager -o cat 2>/dev/null || true");
+    return stdout;
+}
 
 describeOnBootedHosts("a Ray cluster whose workers are reached only through the head", { timeout: 1_200_000 }, () => {
     before(async () => {
@@ -41,10 +103,12 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         ec2.start(hosts.state);
         const setup = ec2.setup(["10.213.0.0/24", PRIVATE_CIDR], ["ray-cluster-sg", "ray-cluster-head-sg"], ["ray-cluster-profile-0123456"]);
         userHome = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-user-"));
-        const config = {
+        config = {
             bootstrapTimeoutSeconds: TIMEOUT_SECONDS,
             workerCount: WORKERS.length,
             workerNetwork: "private",
+            natGateway: false,
+            rayImage: true,
             packageIndexUrl: hosts.indexUrl,
             sshIdentityFile: path.join(userHome, ".ssh", "ray-cluster-e2e.pem"),
             sshAllowedCidrs: [`${THIS_MACHINE}/32`],
@@ -52,29 +116,54 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
             workerGroups: [ELASTIC],
         };
         firewall = await stackFirewall(config, (node) => hosts.addresses(node));
-        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.createdNodes());
+        // The builder's groups, as its request names them, go to each builder host as it launches.
+        const builderGroups = firewall.groupsOf[BUILDER_NAME];
+        delete firewall.groupsOf[BUILDER_NAME];
+        follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.createdNodes(), undefined, { withoutIndex: true });
         follower.start();
-        rendered = await render(config, {
+        const launched = new Set<string>();
+        renderOptions = {
             // A private worker has no public IP; the head's public address is the one on this machine's bridge.
-            addresses: (node) => ({ privateIp: hosts.nodeIp(node), publicIp: hosts.isPrivateOnly(node) ? "" : hosts.address(node) }),
+            addresses: (node) => {
+                const host = node === BUILDER_NAME ? images.current() : node;
+                return { privateIp: hosts.nodeIp(host), publicIp: hosts.isPrivateOnly(host) ? "" : hosts.address(host) };
+            },
             privateKeys: (name) => hosts.keyFor(name),
             resourceIds: { "ray-cluster-subnet": setup.subnets["10.213.0.0/24"], "ray-cluster-private-subnet": setup.subnets[PRIVATE_CIDR],
                 "ray-cluster-sg": setup.securityGroups["ray-cluster-sg"], "ray-cluster-head-sg": setup.securityGroups["ray-cluster-head-sg"] },
+            images: images.account,
             launchInstance: async (node, inputs, account) => {
                 ec2.importKeyPair(inputs.keyName, account.publicKey);
+                if (node === BUILDER_NAME) {
+                    // A new builder each build, on the head's subnet, in the groups its request named.
+                    const id = ec2.runInstance(inputs.tags, { subnetId: setup.subnets["10.213.0.0/24"], privateIp: images.nextAddress() });
+                    images.launch(inputs, account, id, firewall, builderGroups);
+                    return id;
+                }
+                if (launched.has(node)) {
+                    // A later `pulumi up` keeps the instance: its only change, ami, is ignored (the diff test checks it).
+                    return Object.keys(hostOf).find((id) => hostOf[id] === node);
+                }
+                launched.add(node);
                 // Each node at the address the cluster knows it by (the head's on the private bridge, where the private
                 // workers reach it, as they reach a head in another subnet of the VPC); moto gives none of them away.
+                // No NAT gateway: no node reaches the package index.
                 const id = ec2.runInstance(inputs.tags, { subnetId: setup.subnets[PRIVATE_CIDR], privateIp: hosts.nodeIp(node) });
-                hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id }, firewall,
-                    node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {});
+                hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id, imageId: inputs.ami }, firewall,
+                    node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {}, { withoutIndex: true });
                 serveLaunchedInstance(hosts, node, id, inputs, account, REGION);
+                hostOf[id] = node;
                 return id;
             },
+            createImage: async (_name, inputs) => images.createImage(inputs),
             runCommand: async (inputs, name) => {
-                log.push({ name, connection: inputs.connection });
-                return hosts.namingBlocked(NODES, () => runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name));
+                const began = Date.now();
+                const result = await hosts.namingBlocked(NODES, () => runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name));
+                log.push({ name, connection: inputs.connection, seconds: (Date.now() - began) / 1000, stdout: result.stdout });
+                return result;
             },
-        });
+        };
+        rendered = await render(config, renderOptions);
     });
 
     after(() => {
@@ -102,10 +191,41 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
             }
         }
         for (const { name, connection } of log.filter((c) => !WORKERS.some((w) => c.name.startsWith(`ray-cluster-${w}-`)))) {
-            assert.deepEqual([connection.host, connection.proxy], [head, undefined], name);
+            // The image builder sits in the head's public subnet and is dialled directly.
+            assert.deepEqual([connection.host, connection.proxy], [name.includes("-image-") ? hosts.address(builderHost(1)) : head, undefined], name);
         }
         assert.deepEqual(rendered.outputs.workerPublicIps, []);
         assert.deepEqual(rendered.outputs.workerPrivateIps, WORKERS.map((w) => hosts.nodeIp(w)));
+    });
+
+    test("rayImage: the stack's build command made the image on a builder, which is gone; every node booted the image, and " +
+        "with no NAT gateway none reaches the package index, yet each install found Ray in place", async () => {
+        const build = log.find((c) => c.name === "ray-cluster-image-ubuntu-build")!;
+        const image = byName(rendered, "ray-cluster-image-ubuntu");
+        const key = reveal(image.inputs).tags["ray-cluster:image-key"];
+        console.log(`image build on the builder: ${build.seconds.toFixed(1)}s; ${build.stdout.trim().split("\n").pop()}`);
+        assert.match(build.stdout, new RegExp(`build-image: image ${key} ready`));
+        // The builder powers itself off (a terminated instance) once the image exists, and nothing restarts it.
+        await eventually({ what: "the builder powered off", timeoutSeconds: 60, intervalSeconds: 1 },
+            async () => (hosts.isOn(builderHost(1)) ? undefined : true));
+        const boots = hosts.boots(builderHost(1));
+        assert.deepEqual([boots.length, boots[boots.length - 1].exitCode], [2, 0], "booted, restarted by the snapshot, powered off");
+        assert.equal(byType(rendered, "aws:ec2/instance:Instance").filter((i) => i.name.includes("builder")).length, 1);
+        const machineIds = new Set<string>();
+        for (const node of NODES) {
+            assert.equal(await indexReachable(node), false, `${node} reaches the package index`);
+            const install = log.find((c) => c.name === `ray-cluster-${node}-install`)!;
+            assert.match(install.stdout, /install-ray: ray\[default,data\]==\S+ already installed/, node);
+            console.log(`${node}: install ${install.seconds.toFixed(1)}s from the image`);
+            const { stdout } = await hosts.run(node, "cat /etc/ray-cluster/image; ls /usr/local/lib/ray-cluster/scripts; " +
+                "wc -l < ~/.ssh/authorized_keys; cat /etc/machine-id");
+            const lines = stdout.trim().split("\n");
+            assert.equal(lines[0], `key=${key}`, node);
+            assert.ok(lines.includes("install-ray.sh") && lines.includes("ray-worker.service"), `${node}: the node scripts are in the image`);
+            assert.equal(lines[lines.length - 2], "1", `${node} trusts its own key pair's key and no other`);
+            machineIds.add(lines[lines.length - 1]);
+        }
+        assert.equal(machineIds.size, NODES.length, "each node has a machine-id of its own");
     });
 
     test("this machine has no way to a worker except through the head", async () => {
@@ -154,7 +274,7 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
 
     test("a private worker accepts nothing except from the head and its peers", async () => {
         assert.deepEqual(firewall.groupsOf, { headnode: ["ray-cluster-sg", "ray-cluster-head-sg"],
-            "worker-1": ["ray-cluster-sg"], "worker-2": ["ray-cluster-sg"] });
+            "worker-1": ["ray-cluster-sg"], "worker-2": ["ray-cluster-sg"], [builderHost(1)]: ["ray-cluster-image-builder-sg"] });
         const ports = await hosts.rayPorts();
         const worker = hosts.nodeIp("worker-1");
         const workerPorts = [22, ...Object.values(ports[worker])];
@@ -201,6 +321,37 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         assert.match(stdout, /^active$/m);
     });
 
+    test("a changed node script gives a new image on a new builder, and the next up replaces no running node; the " +
+        "autoscaler launches from the new image", async () => {
+        const before = rendered;
+        const bootsBefore = Object.fromEntries(NODES.map((node) => [node, hosts.boots(node).length]));
+        const idsBefore = await hosts.clusterWhole(NODES, RETURN_SECONDS, "every node in ray status");
+        const checkout = changedCheckout();
+        const began = Date.now();
+        const after = await render(config, { ...renderOptions, program: path.join(checkout, "index.ts") });
+        assert.equal(after.error, undefined, String(after.error?.stack));
+        rendered = after;
+        console.log(`pulumi up with a changed script: ${((Date.now() - began) / 1000).toFixed(0)}s, a new image built`);
+        const [oldImage, newImage] = [before, after].map((r) => reveal(byName(r, "ray-cluster-image-ubuntu").inputs));
+        assert.notEqual(newImage.tags["ray-cluster:image-key"], oldImage.tags["ray-cluster:image-key"]);
+        assert.equal(images.builds, 2, "a second builder built it");
+        await eventually({ what: "the second builder powered off", timeoutSeconds: 60, intervalSeconds: 1 },
+            async () => (hosts.isOn(builderHost(2)) ? undefined : true));
+        const diff = diffGraphs(before.resources, after.resources);
+        const changed = new Map(diff.changed.map((c) => [c.name, c]));
+        assert.deepEqual(changed.get("ray-cluster-image-ubuntu")?.replacedBy, ["name", "sourceInstanceId"], "the image is replaced");
+        for (const node of NODES) {
+            assert.deepEqual([changed.get(`ray-cluster-${node}`)?.inputs, changed.get(`ray-cluster-${node}`)?.replacedBy], [["ami"], []], node);
+            assert.equal(hosts.boots(node).length, bootsBefore[node], `${node} kept running`);
+        }
+        // Only the image and its build's commands (a new builder) are replaced.
+        assert.deepEqual(diff.changed.filter((c) => c.replacedBy.length > 0 && !c.name.startsWith("ray-cluster-image-ubuntu")), []);
+        assert.deepEqual(await hosts.clusterWhole(NODES, RETURN_SECONDS, "every node still in ray status"), idsBefore, "no node restarted Ray");
+        const newId = Object.keys(images.account).find((id) => images.account[id].tags.Name === newImage.name)!;
+        const { stdout } = await hosts.run("headnode", "cat ~/.ray-cluster/autoscaler.yaml");
+        assert.equal(JSON.parse(stdout).available_node_types[ELASTIC.name].node_config.ImageId, newId);
+    });
+
     test("an elastic group of private workers: the autoscaler launches into the private subnet, the worker joins and runs " +
         "the task, the user reaches it only through the head, and it is terminated once idle", async () => {
         const where = await hosts.placeTask(3, 600);
@@ -208,6 +359,13 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         assert.equal(launched.length, 1);
         const [worker] = launched;
         assert.match(worker.privateIp, /^10\.213\.1\.\d+$/, "in the private subnet");
+        // From the image the changed script built, with no way to the package index: the install found Ray in place.
+        const image = reveal(byName(rendered, "ray-cluster-image-ubuntu").inputs);
+        assert.equal(images.account[worker.request.imageId!]?.tags.Name, image.name);
+        assert.equal(await indexReachable(worker.id), false, "the launched worker reaches the package index");
+        const { stdout: marks } = await hosts.run(worker.id, "cat /etc/ray-cluster/image; tail -n 1 /usr/local/lib/ray-cluster/scripts/start-worker.sh");
+        assert.equal(marks, `key=${image.tags["ray-cluster:image-key"]}\n${SCRIPT_CHANGE}\n`);
+        assert.match(await autoscalerLog(), /install-ray: ray\[default,data\]==\S+ already installed/);
         assert.deepEqual([where.host, where.ip, where.labels["ray-cluster/group"]],
             [`burst-${worker.privateIp.replace(/\./g, "-")}`, worker.privateIp, "burst"]);
         // The documented way in: the user's own key, through the head (the elasticGroups output says so).
@@ -224,5 +382,31 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
             async () => (worker.poweredOffAt !== undefined ? true : undefined));
         assert.equal(ec2.states()[worker.id].state, "terminated");
         await hosts.clusterWhole(NODES, RETURN_SECONDS, "the static cluster alone again");
+    });
+    test("an image build that fails fails the up with the builder's own error lines; the builder powers itself off, and no " +
+        "image or node comes of it", async () => {
+        // An index nobody serves: a new key, so a new build, whose install cannot fetch uv.
+        const index = new URL(hosts.indexUrl);
+        const deadIndex = `http://${index.hostname}:9/simple/`;
+        const imagesBefore = Object.keys(images.account).length;
+        const buildsBefore = images.builds;
+        const bootsBefore = Object.fromEntries(NODES.map((node) => [node, hosts.boots(node).length]));
+        const { error, consequences } = await failingUp({ ...config, packageIndexUrl: deadIndex });
+        const message = error.message;
+        // The engine stops at the first failure; under the mocks, what waited on it rejects too, with the same cause.
+        assert.ok(consequences.every((e) => String(e).includes("ray-cluster-image-ubuntu-build exited 1")), String(consequences));
+        assert.match(message, /ray-cluster-image-ubuntu-build exited 1/);
+        assert.ok(message.includes(`install-ray: error: could not fetch uv from ${deadIndex}`), message);
+        assert.match(message, /build-image: error: the image build failed \(exit 1\); powering the builder off, which terminates it/);
+        assert.equal(images.builds, buildsBefore + 1, "a builder of its own");
+        const builder = builderHost(images.builds);
+        await eventually({ what: "the failed builder powered off", timeoutSeconds: 60, intervalSeconds: 1 },
+            async () => (hosts.isOn(builder) ? undefined : true));
+        assert.deepEqual(hosts.boots(builder).map((b) => b.exitCode), [0], "one boot, ended by its own power-off");
+        assert.equal(Object.keys(images.account).length, imagesBefore, "no image of the failed build");
+        for (const node of NODES) {
+            assert.equal(hosts.boots(node).length, bootsBefore[node], `${node} untouched`);
+        }
+        assert.deepEqual(hosts.createdNodes().filter((node) => hosts.isOn(node)).sort(), [...NODES].sort(), "nothing else runs");
     });
 });

@@ -84,11 +84,17 @@ describe("Ray-ready images (rayImage)", () => {
         assert.equal(imageKey(UBUNTU_ID, recipe), key, "the same inputs, the same key");
     });
 
-    test("the builder: the base AMI in the head's subnet and groups, terminated when it powers off, with a deadline, IMDSv2 and an encrypted root", async () => {
-        const r = await render(CONFIG);
+    test("the builder: the base AMI in the head's subnet, SSH from the allowed CIDRs only, terminated when it powers off, with a " +
+        "deadline, IMDSv2 and an encrypted root", async () => {
+        const r = await render({ ...CONFIG, sshAllowedCidrs: ["203.0.113.0/24"] });
         const builder = reveal(byName(r, "ray-cluster-image-ubuntu-builder").inputs);
         const head = reveal(byName(r, "ray-cluster-headnode").inputs);
-        assert.deepEqual([builder.subnetId, builder.vpcSecurityGroupIds, builder.keyName], [head.subnetId, head.vpcSecurityGroupIds, head.keyName]);
+        assert.deepEqual([builder.subnetId, builder.keyName], [head.subnetId, head.keyName]);
+        // A group of its own that admits SSH from sshAllowedCidrs alone: a builder is no member of the cluster.
+        assert.deepEqual(builder.vpcSecurityGroupIds, ["ray-cluster-image-builder-sg-id"]);
+        const ingress = byType(r, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+            .filter((rule) => rule.inputs.securityGroupId === "ray-cluster-image-builder-sg-id").map((rule) => reveal(rule.inputs));
+        assert.deepEqual(ingress.map((rule) => [rule.ipProtocol, rule.fromPort, rule.cidrIpv4]), [["tcp", 22, "203.0.113.0/24"]]);
         assert.equal(builder.instanceType, head.instanceType);
         assert.equal(builder.instanceInitiatedShutdownBehavior, "terminate");
         assert.equal(builder.iamInstanceProfile, undefined, "a builder needs no AWS access");

@@ -74,6 +74,28 @@ describe("npm run plan", () => {
         }
     });
 
+    test("--diff with Ray-ready images shows each node type's image before and after, and replaces no node", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-plan-"));
+        try {
+            const stack = (version: string) => "config:\n  ray-cluster:rayImage: true\n  ray-cluster:workerCount: 1\n" +
+                `  ray-cluster:rayVersion: ${version}\n  ray-cluster:workerGroups:\n    - name: gpu\n      instanceType: g5.xlarge\n      maxCount: 1\n`;
+            fs.writeFileSync(path.join(dir, "Pulumi.a.yaml"), stack("2.60.0"));
+            fs.writeFileSync(path.join(dir, "Pulumi.b.yaml"), stack("2.59.0"));
+            const result = run("--diff", path.join(dir, "Pulumi.a.yaml"), path.join(dir, "Pulumi.b.yaml"));
+            assert.equal(result.status, 0, result.stderr);
+            // The first stack as deployed holds its images; the change builds new ones and replaces only those.
+            assert.match(result.stdout, /^ {2}\+ ray-cluster-image-ubuntu-builder$/m);
+            assert.match(result.stdout, /^ {2}\+- ray-cluster-image-dlami: REPLACED, since name cannot change in place/m);
+            assert.match(result.stdout, /^ {2}~ ray-cluster-headnode: ami$/m);
+            assert.doesNotMatch(result.stdout, /^ {2}\+- ray-cluster-(headnode|worker-1):/m);
+            assert.match(result.stdout, /^images by node type:$/m);
+            assert.match(result.stdout, /^ {2}headnode: ray-cluster-a-ray-2\.60\.0-ubuntu-[0-9a-f]{16} \(Ray-ready\) → ray-cluster-a-ray-2\.59\.0-ubuntu-[0-9a-f]{16} \(Ray-ready\)$/m);
+            assert.match(result.stdout, /^ {2}gpu \(elastic\): ray-cluster-a-ray-2\.60\.0-dlami-[0-9a-f]{16} \(Ray-ready\) → ray-cluster-a-ray-2\.59\.0-dlami-/m);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
     test("a single stack file prints every resource and the bootstrap commands in order", () => {
         const result = run(path.join(__dirname, "..", "Pulumi.dev.yaml"));
         assert.equal(result.status, 0, result.stderr);

@@ -39,8 +39,9 @@ async function renderFile(file: string, stackOverride?: string, images?: Record<
 /** One line per group: its nodes and their instance type, the head first. */
 function nodesByGroup(resources: RegisteredResource[]): string[] {
     const groups = new Map<string, string[]>();
-    for (const r of resources.filter((x) => x.type === "aws:ec2/instance:Instance")) {
-        const group = r.inputs.tags?.["ray-cluster:group"] ?? "?";
+    // Nodes only: an image builder belongs to no group.
+    for (const r of resources.filter((x) => x.type === "aws:ec2/instance:Instance" && x.inputs.tags?.["ray-cluster:group"])) {
+        const group = r.inputs.tags["ray-cluster:group"];
         groups.set(group, [...(groups.get(group) ?? []), `${r.inputs.tags?.Name} (${r.inputs.instanceType})`]);
     }
     return ["nodes by group:", ...[...groups].map(([group, nodes]) => `  ${group}: ${nodes.join(", ")}`)];

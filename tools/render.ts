@@ -45,6 +45,8 @@ export type ResourceMock = (args: pulumi.runtime.MockResourceArgs) => Promise<Re
 export interface RenderOptions {
     /** Stack name; "dev" by default. */
     stack?: string;
+    /** The program to run: index.ts of this checkout by default, or of a copy (a changed script). */
+    program?: string;
     /** Instance addresses by `Name` tag; the default gives head 10.0.1.10 and worker-i 10.0.1.(10+i). */
     addresses?: (nodeName: string) => { privateIp: string; publicIp: string };
     /**
@@ -424,16 +426,17 @@ export async function render(config: StackConfig = {}, options: RenderOptions = 
     const region = typeof config["aws:region"] === "string" ? config["aws:region"] : DEFAULT_MOCK_REGION;
     const resources = await installMocks({ ...options, subnets: options.subnets ?? mockSubnetsFor(config) }, region);
     pulumi.runtime.setAllConfig(toConfigStrings(config), []);
-    delete require.cache[PROGRAM];
+    const program = options.program ?? PROGRAM;
+    delete require.cache[program];
     let error: Error | undefined;
     let outputs: Record<string, any> = {};
     // The program's own error is caught inside the stack's init, as the CLI reports it, so that no promise of the
     // stack resource is left rejected behind the test.
     outputs = (await stack.runInPulumiStack(async () => {
         try {
-            const program = require(PROGRAM); // eslint-disable-line @typescript-eslint/no-require-imports
+            const loaded = require(program); // eslint-disable-line @typescript-eslint/no-require-imports
             // The CLI's runner calls a program that exports a function, and awaits what it returns.
-            return typeof program === "function" ? await program() : program;
+            return typeof loaded === "function" ? await loaded() : loaded;
         } catch (e) {
             error = e as Error;
             return {};

@@ -23,9 +23,15 @@
 #                                                              ARGS passed on (spot notice times); a restart replaces it
 #   machines.sh create STATE_DIR NAME PUBLIC_OCTET PRIVATE_OCTET BASE USER_DATA_FILE PUBLIC_KEY_FILE INSTANCE_ID
 #                                                              an octet of "-" leaves the host off that bridge; a key
-#                                                              file of "-" gives no key pair
+#                                                              file of "-" gives no key pair; BASE may be IMAGE:BASE,
+#                                                              an image's layer over the base image
+#   machines.sh snapshot STATE_DIR NAME IMAGE_DIR             the powered-off host's root volume as an image layer, as
+#                                                              EC2's CreateImage snapshots it: its own files, without
+#                                                              what the rig lays in (seed, network, machine-id)
 #   machines.sh firewall STATE_DIR NAME RULES_FILE             loads an nftables ruleset into the host's namespace
-#   machines.sh unreachable STATE_DIR NAME ADDRESS             the host's route to ADDRESS is gone (prohibit)
+#   machines.sh unreachable STATE_DIR NAME ADDRESS PORT        the host's connections to ADDRESS:PORT are refused at
+#                                                              once (a table of their own: security groups' reloads
+#                                                              keep it), the rest of that address stays reachable
 #   machines.sh start STATE_DIR NAME                           power on; the host reboots when it asks to
 #   machines.sh stop STATE_DIR NAME                            clean power-off, waits for it
 #   machines.sh kill STATE_DIR NAME                            pulls the plug (SIGKILL to the container)
@@ -150,14 +156,21 @@ leg() {
     ip -n "$ns" link set "$iface" up
 }
 
-# Replaces the host's packet filter atomically (the ruleset deletes its own table first).
-# A host for which an address answers "prohibited" at once, as a subnet whose route to it is gone: no retry waits
-# out a timeout.
+# A host for which a service answers "refused" at once, as one it has no way to: no retry waits out a timeout. Only
+# that port: the mirror's namespace also serves the AWS emulators, which the host may still need.
 unreachable() {
-    local state=$1 name=$2 address=$3
-    ip -n "$(cat "${state}/hosts/${name}/netns")" route replace prohibit "${address}/32"
+    local state=$1 name=$2 address=$3 port=$4
+    ip netns exec "$(cat "${state}/hosts/${name}/netns")" nft -f - <<EOF
+table inet rcb_unreachable {
+    chain out {
+        type filter hook output priority 0; policy accept;
+        ip daddr ${address} tcp dport ${port} reject with tcp reset
+    }
+}
+EOF
 }
 
+# Replaces the host's packet filter atomically (the ruleset deletes its own table first).
 firewall() {
     local state=$1 name=$2 rules=$3
     ip netns exec "$(cat "${state}/hosts/${name}/netns")" nft -f "$rules"
@@ -174,7 +187,7 @@ outsider() {
 create() {
     local state=$1 name=$2 public_octet=$3 private_octet=$4 base=$5 user_data=$6 public_key=$7 instance_id=$8
     local dir="${state}/hosts/${name}" octet
-    [ -d "${base}/etc/cloud" ] || die "no base image at ${base}"
+    [ -d "${base##*:}/etc/cloud" ] || die "no base image at ${base##*:}"
     [ "$public_octet" != - ] || [ "$private_octet" != - ] || die "${name} needs an address on at least one bridge"
     mkdir -p "${dir}/upper" "${dir}/work" "${dir}/root"
     mount -t overlay overlay -o "lowerdir=${base},upperdir=${dir}/upper,workdir=${dir}/work" "${dir}/root"
@@ -221,6 +234,20 @@ create() {
         fi
     } > "${seed}/meta-data"
     echo "${MACHINE_PREFIX}${name}" > "${dir}/machine"
+}
+
+snapshot() {
+    local state=$1 name=$2 image=$3
+    local dir="${state}/hosts/${name}"
+    [ ! -f "${dir}/loop.pid" ] || ! kill -0 "$(cat "${dir}/loop.pid")" 2>/dev/null || die "${name} is on; power it off first"
+    [ ! -e "$image" ] || die "${image} exists already"
+    mkdir -p "$image"
+    # The upper dir is the volume's own content, whiteouts and opaque directories included (cp -a keeps their
+    # xattrs), so the layer shadows the base exactly as the host saw it.
+    cp -a "${dir}/upper/." "$image/"
+    # What EC2 gives each instance rather than its disk: its seed (metadata), its ENI's addresses, its identity.
+    rm -rf "${image}/var/lib/cloud/seed" "${image}/etc/systemd/network/10-host0.network" \
+        "${image}/etc/systemd/network/11-eth1.network" "${image}/etc/machine-id"
 }
 
 start() {
@@ -422,6 +449,7 @@ case ${1:-} in
     s3) shift; s3 "$@" ;;
     imds) shift; imds "$@" ;;
     create) shift; create "$@" ;;
+    snapshot) shift; snapshot "$@" ;;
     start) shift; start "$@" ;;
     firewall) shift; firewall "$@" ;;
     unreachable) shift; unreachable "$@" ;;

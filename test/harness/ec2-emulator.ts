@@ -196,7 +196,9 @@ export class Ec2Follower {
     constructor(private readonly ec2: Ec2Emulator, private readonly hosts: FollowingHosts, private readonly firewall: SecurityGroupFirewall,
         private readonly groupNames: Record<string, string>, private readonly liveNodes: () => string[],
         /** Serves a booted instance's metadata from its request, as EC2 does (its id, type, image, role, IMDS options). */
-        private readonly serveMetadata?: (instanceId: string, request: Ec2Call, spot?: SpotEvents) => void) {}
+        private readonly serveMetadata?: (instanceId: string, request: Ec2Call, spot?: SpotEvents) => void,
+        /** withoutIndex: no launched host reaches the package index, as private workers without a NAT gateway. */
+        private readonly options: { withoutIndex?: boolean } = {}) {}
 
     /**
      * EC2 interrupts a launched spot instance: its metadata serves the notice from now on, and at the notice's time
@@ -253,8 +255,8 @@ export class Ec2Follower {
                         this.hosts.place(id, bridge === "0" ? { public: Number(octet) } : { private: Number(octet) });
                         // The groups the request named, and only those, as EC2 puts the instance's interface in them.
                         this.firewall.join(id, (call.securityGroupIds ?? []).flatMap((g) => (this.groupNames[g] ? [this.groupNames[g]] : [])));
-                        this.hosts.launch(id, { userData: call.userData ?? "", publicKey: call.publicKey ?? undefined, instanceId: id },
-                            this.firewall, {}, { withoutIndex: failSetup });
+                        this.hosts.launch(id, { userData: call.userData ?? "", publicKey: call.publicKey ?? undefined, instanceId: id,
+                            imageId: call.imageId ?? undefined }, this.firewall, {}, { withoutIndex: failSetup || this.options.withoutIndex });
                         this.serveMetadata?.(id, call);
                         this.hosts.enforce(this.firewall, this.liveNodes().filter((node) => node !== id));
                     }

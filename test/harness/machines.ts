@@ -86,6 +86,11 @@ export interface LaunchRequest {
     publicKey: string | undefined;
     /** The instance id EC2 gave it. */
     instanceId?: string;
+    /**
+     * The AMI it named: an image the rig made (snapshot) boots from that image's layer over the base; any other
+     * stands for a base AMI (Ubuntu, the Deep Learning AMI), which the base image plays, with no Ray on it.
+     */
+    imageId?: string;
 }
 
 /** One power-on of a host, as its supervisor recorded it: when it booted and how that boot ended. */
@@ -103,6 +108,8 @@ export class BootedHosts {
     public indexUrl = "";
     private base = "";
     private readonly created = new Set<string>();
+    /** The images the rig made, by AMI id: each a layer of files over the base image. */
+    private readonly images = new Map<string, string>();
 
     private readonly placements: Record<string, { public?: number; private?: number }>;
 
@@ -213,8 +220,9 @@ export class BootedHosts {
             publicKeyFile = path.join(this.state, `${node}.key-pair.pub`);
             fs.writeFileSync(publicKeyFile, request.publicKey.trim());
         }
+        const image = request.imageId !== undefined ? this.images.get(request.imageId) : undefined;
         execFileSync("bash", [MACHINES_SH, "create", this.state, node, String(placement.public ?? "-"),
-            String(placement.private ?? "-"), this.base, userDataFile, publicKeyFile,
+            String(placement.private ?? "-"), image ? `${image}:${this.base}` : this.base, userDataFile, publicKeyFile,
             request.instanceId ?? `i-${node}-${path.basename(this.state)}`],
         { stdio: "inherit" });
         for (const [file, content] of Object.entries(files)) {
@@ -225,10 +233,33 @@ export class BootedHosts {
         this.created.add(node);
         this.enforce(firewall, [node]);
         if (options.withoutIndex) {
-            // A host whose setup must fail: the package index is gone for it from its first packet.
-            execFileSync("bash", [MACHINES_SH, "unreachable", this.state, node, new URL(this.indexUrl).hostname], { stdio: "inherit" });
+            // No package index for this host from its first packet: a setup that must fail, or a node with no NAT gateway.
+            const index = new URL(this.indexUrl);
+            execFileSync("bash", [MACHINES_SH, "unreachable", this.state, node, index.hostname, index.port], { stdio: "inherit" });
         }
         this.powerOn(node);
+    }
+
+    /**
+     * Makes an image of a host, as EC2's CreateImage does by default: the host is shut down, its root volume is
+     * snapshotted, and it is powered on again. Hosts launched later with `imageId` boot from it.
+     */
+    snapshot(node: string, imageId: string): void {
+        if (this.images.has(imageId)) {
+            throw new Error(`image ${imageId} exists already`);
+        }
+        const dir = path.join(this.state, "images", imageId);
+        fs.mkdirSync(path.dirname(dir), { recursive: true });
+        this.powerOff(node);
+        execFileSync("bash", [MACHINES_SH, "snapshot", this.state, node, dir], { stdio: "inherit" });
+        this.images.set(imageId, dir);
+        this.powerOn(node);
+    }
+
+    /** Whether a host is powered on now (its supervisor runs), rather than off or never created. */
+    isOn(node: string): boolean {
+        const boots = this.boots(node);
+        return boots.length > 0 && boots[boots.length - 1].ended === undefined;
     }
 
     /** Loads each node's rules from the firewall into its namespace, replacing what it had. */
