@@ -77,6 +77,10 @@ timeout "$(remaining)" bash "${scripts_dir}/install-ray.sh" --version "$version"
 # The SDK that autostop, the job archive and the autoscaler need on the head, so that they install nothing either.
 ensure_aws_sdk "$RAY_VENV_DEFAULT" "$installer" "$index_url" "$(cat "${scripts_dir}/boto3-requirements.txt")" || true
 
+# Installers leave modules uncompiled, so a node's first `ray start` would compile them on its critical path; the
+# image carries the bytecode instead (its files' times, which the bytecode is checked against, stay as they are).
+"${RAY_VENV_DEFAULT}/bin/python" -m compileall -q -j 0 "${RAY_VENV_DEFAULT}/lib" >/dev/null 2>&1 || true
+
 # Sealed last, so that an image holds only a finished build. The login user's authorized_keys go too: an instance
 # gets exactly its own key pair's key from cloud-init, never the builder's.
 "${SUDO[@]}" cloud-init clean --logs --machine-id
