@@ -9,6 +9,7 @@
  *   ROUNDS=3 npm run bench:bootstrap
  */
 import { render } from "../tools/render";
+import { summary } from "./stats";
 import { stackFirewall } from "../test/harness/firewall";
 import { BUILDER_NAME, ImageBuilds } from "../test/harness/images";
 import { BootedHosts, THIS_MACHINE } from "../test/harness/machines";
@@ -18,13 +19,6 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 
 interface Span { name: string; start: number; end: number; dialSeconds: number }
 
-const median = (values: number[]) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    const mid = Math.floor(sorted.length / 2);
-    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
-const summary = (values: number[]) =>
-    `median ${median(values).toFixed(1)} s, spread ${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)} s`;
 
 /** Wall-clock span of each bootstrap stage, from T0: from its first command's start to its last command's end. */
 function stages(spans: Span[], t0: number): string {

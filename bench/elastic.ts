@@ -14,6 +14,7 @@
 import { ChildProcess, spawn } from "node:child_process";
 import * as path from "node:path";
 import { render } from "../tools/render";
+import { summary } from "./stats";
 import { autoscalerEndpointFiles, Ec2Emulator, Ec2Follower, groupNames } from "../test/harness/ec2-emulator";
 import { eventually } from "../test/harness/eventually";
 import { stackFirewall } from "../test/harness/firewall";
@@ -28,13 +29,6 @@ const ROUNDS = Number(process.env.ROUNDS ?? 3);
 /** Seconds the cluster rests between rounds, so that each starts with the machine idle. */
 const SETTLE_SECONDS = 15;
 
-const median = (values: number[]) => {
-    const sorted = [...values].sort((a, b) => a - b);
-    const mid = Math.floor(sorted.length / 2);
-    return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
-const summary = (values: number[]) =>
-    `median ${median(values).toFixed(1)} s, spread ${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)} s`;
 const sleep = (seconds: number) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
 
 /** When the GCS first reported each node address alive (unix ms), from a watcher on the head. */
