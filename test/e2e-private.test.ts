@@ -10,6 +10,7 @@
  * them reaches the package index.
  */
 import * as assert from "node:assert/strict";
+import * as pulumi from "@pulumi/pulumi";
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -33,8 +34,8 @@ const WORKERS = NODES.slice(1);
 /** The image builder is on the head's (public) subnet: each build gets a host of its own, as each builder is a new instance. */
 const hosts = new BootedHosts({ headnode: { public: 21, private: 21 }, "worker-1": { private: 22 }, "worker-2": { private: 23 } });
 const builderHost = ImageBuilds.host;
-/** Three builds at most: the first, the changed script's, and the one that fails. */
-const images = new ImageBuilds(hosts, [24, 25, 26]);
+/** Four builds at most: the first, the changed script's, the one that fails, and the one after a deletion. */
+const images = new ImageBuilds(hosts, [24, 25, 26, 27]);
 const ec2 = new Ec2Emulator();
 /** The private subnet, in the emulated EC2 as on the private bridge: moto gives launched workers .4 upwards. */
 const PRIVATE_CIDR = "10.213.1.0/24";
@@ -408,5 +409,34 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
             assert.equal(hosts.boots(node).length, bootsBefore[node], `${node} untouched`);
         }
         assert.deepEqual(hosts.createdNodes().filter((node) => hosts.isOn(node)).sort(), [...NODES].sort(), "nothing else runs");
+    });
+    test("an image deleted out of band: the next up says so, builds it again, and replaces no node", async () => {
+        // The checkout of the changed script again: the image it needs is the one just deleted.
+        const checkout = changedCheckout();
+        const current = reveal(byName(rendered, "ray-cluster-image-ubuntu").inputs).name;
+        const id = Object.keys(images.account).find((image) => images.account[image].tags.Name === current)!;
+        delete images.account[id];
+        const buildsBefore = images.builds;
+        const bootsBefore = Object.fromEntries(NODES.map((node) => [node, hosts.boots(node).length]));
+        const warnings: string[] = [];
+        const warn = pulumi.log.warn;
+        pulumi.log.warn = async (message: string) => {
+            warnings.push(message);
+        };
+        let again: Rendered;
+        try {
+            again = await render(config, { ...renderOptions, program: path.join(checkout, "index.ts") });
+        } finally {
+            pulumi.log.warn = warn;
+        }
+        assert.equal(again.error, undefined, String(again.error?.stack));
+        assert.equal(warnings.length, 1);
+        assert.match(warnings[0], new RegExp(`Ray-ready image ${current}: the account holds none .*deleted out of band.*building it`));
+        assert.equal(images.builds, buildsBefore + 1, "built again on a builder of its own");
+        assert.ok(Object.values(images.account).some((image) => image.tags.Name === current), "the image is back, by the same name");
+        for (const node of NODES) {
+            assert.equal(hosts.boots(node).length, bootsBefore[node], `${node} kept running`);
+        }
+        rendered = again;
     });
 });
