@@ -50,13 +50,7 @@ started=$(date +%s)
 # What is left of the bound: each step gets only that.
 remaining() { local left=$((started + timeout_s - $(date +%s))); echo $((left > 1 ? left : 1)); }
 
-rc=0
-timeout "$(remaining)" cloud-init status --wait >/dev/null || rc=$?
-case $rc in
-    0|2) ;;
-    124) die "cloud-init did not finish within ${timeout_s}s on the builder: $(cloud-init status 2>&1 | tr '\n' ' ')" ;;
-    *) die "cloud-init failed on the builder: $(cloud-init status --long 2>&1 | tr '\n' ' ')" ;;
-esac
+wait_for_cloud_init "$(remaining)" "the builder"
 
 files=$(cat)
 [ -n "$files" ] || die "no node scripts on stdin"

@@ -102,6 +102,24 @@ ensure_aws_sdk() {
     printf '%s\n' "$requirements" > "$marker"
 }
 
+# Waits, with a bound, until cloud-init has finished (the login user, host keys and hostname are set up then; nothing
+# else may start before), dying with cloud-init's own account when it failed or did not finish. A host without
+# cloud-init has nothing to wait for. Usage: wait_for_cloud_init TIMEOUT WHERE (WHERE names the host in messages)
+wait_for_cloud_init() {
+    local timeout_s=$1 where=$2 rc=0
+    if ! command -v cloud-init >/dev/null 2>&1; then
+        log "no cloud-init on this host; nothing to wait for"
+        return 0
+    fi
+    timeout "$timeout_s" cloud-init status --wait >/dev/null || rc=$?
+    case $rc in
+        0|2) ;; # 2: done with recoverable errors, which still leaves the node usable
+        124) die "cloud-init did not finish within ${timeout_s}s on ${where}: $(cloud-init status 2>&1 | tr '\n' ' ')" ;;
+        *) die "cloud-init failed on ${where}: $(cloud-init status --long 2>&1 | tr '\n' ' ')" ;;
+    esac
+    log "cloud-init done"
+}
+
 # Whether this user runs a process named by PATTERN here. Matched by process name: a pattern on full command
 # lines would also match the text of the script asking.
 ray_running() {

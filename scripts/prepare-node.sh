@@ -19,19 +19,7 @@ if ! { [ -n "$name" ] && [ -n "$ip" ]; }; then
     die "--hostname and --ip are required"
 fi
 
-# cloud-init sets up the login user, host keys and hostname; nothing else may start before it finishes.
-if command -v cloud-init >/dev/null 2>&1; then
-    rc=0
-    timeout "$timeout_s" cloud-init status --wait >/dev/null || rc=$?
-    case $rc in
-        0|2) ;; # 2: done with recoverable errors, which still leaves the node usable
-        124) die "cloud-init did not finish within ${timeout_s}s on ${name}: $(cloud-init status 2>&1 | tr '\n' ' ')" ;;
-        *) die "cloud-init failed on ${name}: $(cloud-init status --long 2>&1 | tr '\n' ' ')" ;;
-    esac
-    log "cloud-init done"
-else
-    log "no cloud-init on this host; nothing to wait for"
-fi
+wait_for_cloud_init "$timeout_s" "$name"
 
 if [ "$(hostname)" != "$name" ]; then
     if [ -d /run/systemd/system ] && command -v hostnamectl >/dev/null 2>&1; then

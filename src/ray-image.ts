@@ -39,7 +39,7 @@ export interface PlannedImage {
     /** The AMI's name, unique in the account and region. */
     name: string;
     /** The image, if the account holds it already: it is then kept, and nothing is built. */
-    existing?: { imageId: string; builderId: string };
+    existing?: { builderId: string };
 }
 
 /** The stack's recipe: its Ray, installer and index; a build gets three bootstrap bounds. */
@@ -101,7 +101,7 @@ export async function planRayImages(config: Pick<ClusterConfig, "amiId" | "worke
         });
         if (found.ids.length > 0) {
             const ami = await aws.ec2.getAmi({ owners: ["self"], filters: [{ name: "image-id", values: [found.ids[0]] }] });
-            image.existing = { imageId: ami.id, builderId: ami.tags[IMAGE_BUILDER_TAG] ?? "" };
+            image.existing = { builderId: ami.tags[IMAGE_BUILDER_TAG] ?? "" };
         }
     }));
     return planned;
