@@ -6,10 +6,10 @@
 import * as assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as path from "node:path";
 import { describe, test } from "node:test";
 import { METADATA_MOCK } from "./harness/instance-metadata";
+import { freePort } from "./harness/ports";
 import { byName, byType, render, reveal, StackConfig } from "../tools/render";
 
 const SPOT = { name: "spot", instanceType: "c7i.large", count: 2, spot: true };
@@ -44,16 +44,6 @@ describe("the spot watch in the stack, under mocks", () => {
         assert.deepEqual(byType(r, "ray-cluster:spot-drain:SpotDrain"), []);
     });
 });
-
-/** A free TCP port on loopback. */
-function freePort(): Promise<number> {
-    return new Promise((resolve) => {
-        const server = net.createServer().listen(0, "127.0.0.1", () => {
-            const { port } = server.address() as net.AddressInfo;
-            server.close(() => resolve(port));
-        });
-    });
-}
 
 const rfc3339 = (when: Date) => when.toISOString().replace(/\.\d+Z$/, "Z");
 
