@@ -207,8 +207,7 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         console.log(`image build on the builder: ${build.seconds.toFixed(1)}s; ${build.stdout.trim().split("\n").pop()}`);
         assert.match(build.stdout, new RegExp(`build-image: image ${key} ready`));
         // The builder powers itself off (a terminated instance) once the image exists, and nothing restarts it.
-        await eventually({ what: "the builder powered off", timeoutSeconds: 60, intervalSeconds: 1 },
-            async () => (hosts.isOn(builderHost(1)) ? undefined : true));
+        await hosts.waitForPowerOff(builderHost(1), "the builder powered off");
         const boots = hosts.boots(builderHost(1));
         assert.deepEqual([boots.length, boots[boots.length - 1].exitCode], [2, 0], "booted, restarted by the snapshot, powered off");
         assert.equal(byType(rendered, "aws:ec2/instance:Instance").filter((i) => i.name.includes("builder")).length, 1);
@@ -336,8 +335,7 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         const [oldImage, newImage] = [before, after].map((r) => reveal(byName(r, "ray-cluster-image-ubuntu").inputs));
         assert.notEqual(newImage.tags["ray-cluster:image-key"], oldImage.tags["ray-cluster:image-key"]);
         assert.equal(images.builds, 2, "a second builder built it");
-        await eventually({ what: "the second builder powered off", timeoutSeconds: 60, intervalSeconds: 1 },
-            async () => (hosts.isOn(builderHost(2)) ? undefined : true));
+        await hosts.waitForPowerOff(builderHost(2), "the second builder powered off");
         const diff = diffGraphs(before.resources, after.resources);
         const changed = new Map(diff.changed.map((c) => [c.name, c]));
         assert.deepEqual(changed.get("ray-cluster-image-ubuntu")?.replacedBy, ["name", "sourceInstanceId"], "the image is replaced");
@@ -401,8 +399,7 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         assert.match(message, /build-image: error: the image build failed \(exit 1\); powering the builder off, which terminates it/);
         assert.equal(images.builds, buildsBefore + 1, "a builder of its own");
         const builder = builderHost(images.builds);
-        await eventually({ what: "the failed builder powered off", timeoutSeconds: 60, intervalSeconds: 1 },
-            async () => (hosts.isOn(builder) ? undefined : true));
+        await hosts.waitForPowerOff(builder, "the failed builder powered off");
         assert.deepEqual(hosts.boots(builder).map((b) => b.exitCode), [0], "one boot, ended by its own power-off");
         assert.equal(Object.keys(images.account).length, imagesBefore, "no image of the failed build");
         for (const node of NODES) {

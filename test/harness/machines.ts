@@ -262,6 +262,23 @@ export class BootedHosts {
         return boots.length > 0 && boots[boots.length - 1].ended === undefined;
     }
 
+    /**
+     * Waits, with a bound, until the host has powered itself off; on timeout the error carries what its shutdown still
+     * waits on and its journal.
+     */
+    async waitForPowerOff(node: string, what: string, timeoutSeconds = 60): Promise<void> {
+        try {
+            await eventually({ what, timeoutSeconds, intervalSeconds: 1 }, async (last) => {
+                const boots = this.boots(node);
+                last(`${boots.length} boots, the last ${boots[boots.length - 1]?.ended === undefined ? "still on" : "ended"}`);
+                return this.isOn(node) ? undefined : true;
+            });
+        } catch (e) {
+            (e as Error).message += `\n${this.diagnose(node)}`;
+            throw e;
+        }
+    }
+
     /** Loads each node's rules from the firewall into its namespace, replacing what it had. */
     enforce(firewall: SecurityGroupFirewall, nodes: string[]): void {
         for (const node of nodes) {
