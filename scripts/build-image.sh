@@ -39,8 +39,9 @@ power_off_on_failure() {
     local rc=$?
     if [ "$rc" -ne 0 ]; then
         echo "${SCRIPT_NAME}: error: the image build failed (exit ${rc}); powering the builder off, which terminates it" >&2
-        # Delayed, so that this command's own output and status reach the caller first.
-        "${SUDO[@]}" systemd-run --quiet --on-active=3 systemctl poweroff >/dev/null 2>&1 ||
+        # Delayed, so that this command's own output and status reach the caller first; to the 100 ms, as a timer's
+        # default accuracy is a minute.
+        "${SUDO[@]}" systemd-run --quiet --on-active=3 --timer-property=AccuracySec=100ms systemctl poweroff >/dev/null 2>&1 ||
             "${SUDO[@]}" shutdown -P +1 >/dev/null 2>&1 || true
     fi
 }

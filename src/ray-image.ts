@@ -232,10 +232,11 @@ export class RayImages extends pulumi.ComponentResource implements ImageSource {
             triggers: [builder.id],
         }, { parent: this, customTimeouts: timeouts, deletedWith: builder });
         const ami = new aws.ec2.AmiFromInstance(prefix, amiArgs(builder.id), { parent: this, dependsOn: [build] });
-        // The image exists: the builder's work is done. Delayed, so that the command returns before the power-off.
+        // The image exists: the builder's work is done. Delayed, so that the command returns before the power-off; a
+        // timer's default accuracy is a minute, which would let the builder run up to a minute longer.
         new command.remote.Command(`${prefix}-retire`, {
             connection,
-            create: "sudo systemd-run --quiet --on-active=3 systemctl poweroff",
+            create: "sudo systemd-run --quiet --on-active=3 --timer-property=AccuracySec=100ms systemctl poweroff",
             addPreviousOutputInEnv: false,
             triggers: [builder.id],
         }, { parent: this, dependsOn: [ami], customTimeouts: timeouts, deletedWith: builder });

@@ -302,7 +302,8 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         // dial passes the head and is refused by the worker itself.
         const lifted = { "worker-1": 8, headnode: 3 };
         for (const [node, seconds] of Object.entries(lifted)) {
-            await hosts.run(node, `sudo touch /run/nologin && sudo systemd-run --quiet --on-active=${seconds} rm -f /run/nologin`);
+            await hosts.run(node, "sudo touch /run/nologin && " +
+                `sudo systemd-run --quiet --on-active=${seconds} --timer-property=AccuracySec=100ms rm -f /run/nologin`);
         }
         const logins = await Promise.all(Object.keys(lifted).map(async (node) =>
             [node, await hosts.run(node, "test ! -e /run/nologin && echo in")] as const));
