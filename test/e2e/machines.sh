@@ -403,7 +403,7 @@ diagnose() {
     pid=$(container_pid "$dir" 2>/dev/null || true)
     if [ -z "$pid" ]; then
         echo "== ${name} is off; the journal of its last boot"
-        journalctl -D "${dir}/root/var/log/journal" -b -1 --no-pager -o short-monotonic 2>&1 | tail -n 400 || true
+        journalctl -D "${dir}/root/var/log/journal" -b 0 --no-pager -o short-monotonic 2>&1 | tail -n 400 || true
         return 0
     fi
     # The container's PID 1 is the only child of systemd-nspawn; its namespaces are the host's own view.
