@@ -5,10 +5,9 @@
  */
 import * as assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, test } from "node:test";
-import { METADATA_MOCK } from "./harness/instance-metadata";
+import { METADATA_MOCK, skipWithoutMock } from "./harness/instance-metadata";
 import { freePort } from "./harness/ports";
 import { byName, byType, render, reveal, StackConfig } from "../tools/render";
 
@@ -82,13 +81,6 @@ print(json.dumps(rounds))
 }
 
 describe("scripts/spot_watch.py against AWS's metadata mock (IMDSv2 only)", () => {
-    const skipWithoutMock = (t: { skip: (why: string) => void }) => {
-        if (!fs.existsSync(METADATA_MOCK) && process.env.RAY_CLUSTER_TEST_MODE === "quick") {
-            t.skip("the metadata mock is not built (bash tools/metadata-mock.sh); npm test builds it");
-            return true;
-        }
-        return false;
-    };
     const NEVER = "2100-01-01T00:00:00Z";
 
     test("no notice and no recommendation: nothing is drained", async (t) => {

@@ -17,6 +17,18 @@ const MACHINES_SH = path.join(__dirname, "..", "e2e", "machines.sh");
 export const METADATA_MOCK = path.join(process.env.RAY_CLUSTER_METADATA_MOCK ??
     path.join(__dirname, "..", "..", ".cache", "metadata-mock"), "bin", "ec2-metadata-mock");
 
+/**
+ * Skips a loopback test of the mock in the quick suite when it is not built (npm test always builds it); whether it
+ * skipped.
+ */
+export function skipWithoutMock(t: { skip: (why: string) => void }): boolean {
+    if (!fs.existsSync(METADATA_MOCK) && process.env.RAY_CLUSTER_TEST_MODE === "quick") {
+        t.skip("the metadata mock is not built (bash tools/metadata-mock.sh); npm test builds it");
+        return true;
+    }
+    return false;
+}
+
 /** What EC2 knows of an instance and hands it through its metadata. */
 export interface InstanceFacts {
     instanceId: string;
