@@ -135,7 +135,7 @@ async function run(image: boolean): Promise<Round[]> {
             const demand = Date.now();
             const before = follower.launched().length;
             // Three CPUs: more than the head or any static worker (two each) offers, so only a launch serves it.
-            const task = hosts.placeTask(3, 900).then(() => Date.now());
+            const task = hosts.placeTask(3, 900).then((placed) => placed.doneAt);
             const launched = await eventually({ what: "a launched worker that boots", timeoutSeconds: 300, intervalSeconds: 0.5 },
                 async () => follower!.launched().slice(before).find((i) => i.booted));
             const elasticAlive = await aliveAt(launched.privateIp, `${launched.id} alive`);
@@ -157,7 +157,7 @@ async function run(image: boolean): Promise<Round[]> {
         return rounds;
     } finally {
         watcher?.kill();
-        follower?.stop();
+        await follower?.stop();
         hosts.down();
     }
 }

@@ -114,9 +114,9 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         });
     });
 
-    after(() => {
+    after(async () => {
         try {
-            follower?.stop();
+            await follower?.stop();
             hosts.down();
         } finally {
             cleanupKeys();
@@ -162,13 +162,13 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         // The head says why: its own setup command failed, and that command's output names what it could not reach.
         assert.match(log, new RegExp(`NodeUpdater: ${failing.id}: Setup commands failed`));
         assert.ok(log.includes(`install-ray: error: could not fetch uv from ${hosts.indexUrl}`), "the head's log names what the setup could not reach");
-        const where = await placed;
-        taskEndedAt = Date.now();
+        const { doneAt, ...where } = await placed;
+        taskEndedAt = doneAt;
         const joined = follower.launched().find((i) => i.booted && !i.setupFails)!;
         assert.ok(joined, "a third launch booted and set up");
         assert.deepEqual(where, { host: `big-${joined.privateIp.replace(/\./g, "-")}`, ip: joined.privateIp,
             labels: { ...where.labels, "ray-cluster/group": "big" } });
-        console.log(`demand to task done on a new node: ${((Date.now() - began) / 1000).toFixed(0)}s (a launch that never booted and ` +
+        console.log(`demand to task done on a new node: ${((doneAt - began) / 1000).toFixed(0)}s (a launch that never booted and ` +
             `one whose setup failed included); never-booted terminated ${waited.toFixed(0)}s after its launch`);
         const { stdout } = await hosts.run(joined.id, "hostname; systemctl is-enabled ray-worker.service; " +
             "ls ~/.ray-cluster/elastic/auth_token 2>&1 || true; sudo cat /var/lib/cloud/instance/user-data.txt");
@@ -238,9 +238,10 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         assert.match(await autoscalerLog(), new RegExp(`Terminating the node with id ${joined.id} .*\\(idle\\)`));
         assert.equal(ec2.states()[joined.id].state, "terminated");
         const terminate = ec2.calls("TerminateInstances").find((c) => c.instanceIds!.includes(joined.id))!;
-        // The task ended on the worker before the test saw its result come back over SSH (well under 3 s).
+        // The driver took the task's end on the head as Ray freed the worker's CPUs (give or take the moment Python
+        // needs to see a result Ray's core already has), whatever the test's own process was doing then.
         const idle = terminate.at - taskEndedAt / 1000;
-        assert.ok(idle >= IDLE_SECONDS - 3, `terminated after ${idle.toFixed(0)}s idle; the timeout is ${IDLE_SECONDS}s`);
+        assert.ok(idle >= IDLE_SECONDS - 1, `terminated after ${idle.toFixed(0)}s idle; the timeout is ${IDLE_SECONDS}s`);
         console.log(`idle to terminated: ${idle.toFixed(0)}s after the task ended (timeout ${IDLE_SECONDS}s)`);
     });
 
@@ -424,6 +425,7 @@ PY`);
         const live = Object.entries(states).filter(([, s]) => s.tags["ray-cluster:elastic"] === "true" && s.state !== "terminated");
         assert.deepEqual(live, []);
         follower.sync();
+        await follower.settled();
         assert.ok(running.every((i) => i.poweredOffAt !== undefined), "the worker's machine is off");
         // Run again, as for a stack whose aws:profile and aws:region name the credentials: no credentials in the
         // environment, only in that profile, which --profile must reach. It finds nothing and ends at once.

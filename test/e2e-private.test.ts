@@ -167,9 +167,9 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         rendered = await render(config, renderOptions);
     });
 
-    after(() => {
+    after(async () => {
         try {
-            follower?.stop();
+            await follower?.stop();
             hosts.down();
         } finally {
             cleanupKeys();

@@ -157,7 +157,8 @@ export interface FollowingHosts {
     place(node: string, placement: { public?: number; private?: number }): void;
     launch(node: string, request: LaunchRequest, firewall: SecurityGroupFirewall, files?: Record<string, string>,
         options?: { withoutIndex?: boolean }): void;
-    powerOff(node: string): void;
+    /** Resolves once the host is off; the follower does not wait for it, so that the test's own process runs on. */
+    powerOffInBackground(node: string): Promise<void>;
     enforce(firewall: SecurityGroupFirewall, nodes: string[]): void;
 }
 
@@ -173,7 +174,12 @@ export interface FollowedInstance {
     booted: boolean;
     /** Whether the test cut its host off from the package index, so that its setup fails. */
     setupFails: boolean;
+    /** When its host was off, after EC2 stopped or terminated it. */
     poweredOffAt?: number;
+    /** Whether the follower has begun to power its host off. */
+    poweringOff?: boolean;
+    /** Why its host did not power off, if it did not. */
+    powerOffError?: string;
 }
 
 /**
@@ -186,6 +192,7 @@ export class Ec2Follower {
     readonly instances = new Map<string, FollowedInstance>();
     private seen = 0;
     private timer?: NodeJS.Timeout;
+    private readonly powerOffs = new Set<Promise<void>>();
     private withheld = 0;
     private failing = 0;
 
@@ -214,14 +221,22 @@ export class Ec2Follower {
         await new Promise((resolve) => setTimeout(resolve, Math.max(0, time.getTime() - Date.now())));
         this.ec2.reclaimInstance(id);
         this.sync();
+        await this.settled();
     }
 
     start(): void {
         this.timer = setInterval(() => this.sync(), 1000);
     }
 
-    stop(): void {
+    /** Stops following; resolves once the power-offs under way have ended. */
+    async stop(): Promise<void> {
         clearInterval(this.timer);
+        await this.settled();
+    }
+
+    /** Resolves once every power-off begun so far has ended. */
+    async settled(): Promise<void> {
+        await Promise.all([...this.powerOffs]);
     }
 
     /** The next `count` launched instances never boot, as with an image that does not start. */
@@ -239,11 +254,17 @@ export class Ec2Follower {
         return [...this.instances.values()];
     }
 
+    /** Follows the calls made since the last sync, in order: boots what was launched, powers off what was stopped or terminated. */
     sync(): void {
-        const calls = this.ec2.calls();
-        for (const call of calls.slice(this.seen)) {
+        for (const call of this.ec2.calls().slice(this.seen)) {
             if (call.action === "RunInstances") {
-                for (const { id, privateIp } of (call.instances ?? []).filter((i) => !this.ec2.registered.has(i.id))) {
+                const fresh = (call.instances ?? []).filter((i) => !this.ec2.registered.has(i.id));
+                // EC2 may give a new instance the address of one it terminated a moment ago; the new host waits, to a
+                // later sync, until the old one is off.
+                if (fresh.some((i) => this.addressHeld(i.privateIp))) {
+                    return;
+                }
+                for (const { id, privateIp } of fresh) {
                     const boot = this.withheld === 0;
                     this.withheld = Math.max(0, this.withheld - 1);
                     const failSetup = boot && this.failing > 0;
@@ -264,13 +285,22 @@ export class Ec2Follower {
             } else if (call.action === "StopInstances" || call.action === "TerminateInstances") {
                 for (const id of call.instanceIds ?? []) {
                     const instance = this.instances.get(id);
-                    if (instance && instance.booted && instance.poweredOffAt === undefined) {
-                        this.hosts.powerOff(id);
-                        instance.poweredOffAt = Date.now();
+                    if (instance && instance.booted && !instance.poweringOff) {
+                        instance.poweringOff = true;
+                        const off: Promise<void> = this.hosts.powerOffInBackground(id).then(
+                            () => { instance.poweredOffAt = Date.now(); },
+                            (e: Error) => { instance.powerOffError = e.message; },
+                        ).finally(() => this.powerOffs.delete(off));
+                        this.powerOffs.add(off);
                     }
                 }
             }
+            this.seen += 1;
         }
-        this.seen = calls.length;
+    }
+
+    private addressHeld(privateIp: string): boolean {
+        return [...this.instances.values()].some((i) => i.privateIp === privateIp && i.poweringOff && i.poweredOffAt === undefined &&
+            i.powerOffError === undefined);
     }
 }

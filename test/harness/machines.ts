@@ -100,6 +100,18 @@ export interface Boot {
     exitCode?: number;
 }
 
+/** Where a task ran (the node's hostname, address and Ray labels), and when its result reached the driver. */
+export interface PlacedTask {
+    host: string;
+    ip: string;
+    labels: Record<string, string>;
+    /**
+     * Epoch ms by the clock every host shares, taken by the driver as it got the result, when Ray frees the node's
+     * CPUs: nothing on the test's side (SSH, a busy event loop) can make it late.
+     */
+    doneAt: number;
+}
+
 export class BootedHosts {
     /** Where the hosts' roots, seeds and logs live; made by up(). */
     public state = "";
@@ -377,6 +389,19 @@ export class BootedHosts {
         execFileSync("bash", [MACHINES_SH, "stop", this.state, node], { stdio: "inherit" });
     }
 
+    /**
+     * powerOff that leaves this process running meanwhile: a host's shutdown can take many seconds, and a rig that
+     * follows EC2 in the test's own process would otherwise hold up every SSH reply and timestamp the test takes.
+     */
+    powerOffInBackground(node: string): Promise<void> {
+        return new Promise((resolve, reject) => {
+            const child = spawn("bash", [MACHINES_SH, "stop", this.state, node], { stdio: "inherit" });
+            child.on("error", reject);
+            child.on("exit", (code, signal) => (code === 0 ? resolve()
+                : reject(new Error(`${node} did not power off: machines.sh stop ended with ${code ?? signal}`))));
+        });
+    }
+
     /** Every power-on and reboot of the host so far, oldest first. */
     boots(node: string): Boot[] {
         const file = path.join(this.state, "hosts", node, "boots");
@@ -469,18 +494,19 @@ PY`);
 
     /**
      * Runs one task that asks for `numCpus` CPUs from a driver on the head, as a user's job would, and returns where
-     * it ran: the node's hostname, address and Ray labels. Fails if it has not run within `timeoutSeconds`.
+     * it ran and when it ended. Fails if it has not run within `timeoutSeconds`.
      */
-    async placeTask(numCpus: number, timeoutSeconds: number): Promise<{ host: string; ip: string; labels: Record<string, string> }> {
+    async placeTask(numCpus: number, timeoutSeconds: number): Promise<PlacedTask> {
         const { stdout } = await this.run("headnode", `RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
-import json, socket, ray
+import json, socket, time, ray
 ray.init(address="auto", logging_level="ERROR", log_to_driver=False)
 @ray.remote(num_cpus=${numCpus})
 def where():
     return socket.gethostname(), ray.get_runtime_context().get_node_id()
 host, node_id = ray.get(where.remote(), timeout=${timeoutSeconds})
+done_at = time.time() * 1000
 node = next(n for n in ray.nodes() if n["NodeID"] == node_id)
-print(json.dumps({"host": host, "ip": node["NodeManagerAddress"], "labels": node.get("Labels", {})}))
+print(json.dumps({"host": host, "ip": node["NodeManagerAddress"], "labels": node.get("Labels", {}), "doneAt": done_at}))
 PY`);
         return JSON.parse(stdout.trim().split("\n").pop()!);
     }
