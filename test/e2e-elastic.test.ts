@@ -142,7 +142,7 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         follower.withholdBoot(1);
         follower.failSetup(1);
         const began = Date.now();
-        const placed = hosts.placeTask(TASK_CPUS, 2 * LAUNCH_SECONDS + TIMEOUT_SECONDS);
+        const placed = hosts.placeTask(TASK_CPUS, 2 * LAUNCH_SECONDS + TIMEOUT_SECONDS).then((p) => ({ ...p, seenAt: Date.now() }));
         const [broken, failing] = await eventually({ what: "the autoscaler's first two launches", timeoutSeconds: LAUNCH_SECONDS,
             intervalSeconds: 1 }, async () => (follower.launched().length >= 2 ? follower.launched() : undefined));
         assert.deepEqual([broken.booted, failing.booted, failing.setupFails], [false, true, true]);
@@ -162,14 +162,15 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         // The head says why: its own setup command failed, and that command's output names what it could not reach.
         assert.match(log, new RegExp(`NodeUpdater: ${failing.id}: Setup commands failed`));
         assert.ok(log.includes(`install-ray: error: could not fetch uv from ${hosts.indexUrl}`), "the head's log names what the setup could not reach");
-        const { doneAt, ...where } = await placed;
+        const { doneAt, seenAt, ...where } = await placed;
         taskEndedAt = doneAt;
         const joined = follower.launched().find((i) => i.booted && !i.setupFails)!;
         assert.ok(joined, "a third launch booted and set up");
         assert.deepEqual(where, { host: `big-${joined.privateIp.replace(/\./g, "-")}`, ip: joined.privateIp,
             labels: { ...where.labels, "ray-cluster/group": "big" } });
         console.log(`demand to task done on a new node: ${((doneAt - began) / 1000).toFixed(0)}s (a launch that never booted and ` +
-            `one whose setup failed included); never-booted terminated ${waited.toFixed(0)}s after its launch`);
+            `one whose setup failed included); never-booted terminated ${waited.toFixed(0)}s after its launch; the test saw the task's ` +
+            `result ${((seenAt - doneAt) / 1000).toFixed(1)}s after the driver did`);
         const { stdout } = await hosts.run(joined.id, "hostname; systemctl is-enabled ray-worker.service; " +
             "ls ~/.ray-cluster/elastic/auth_token 2>&1 || true; sudo cat /var/lib/cloud/instance/user-data.txt");
         assert.match(stdout, /^big-10-213-0-\d+\nenabled\n.*No such file/);
