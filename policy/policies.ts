@@ -335,8 +335,9 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
         }),
     resourcePolicy("iam-launch-scoped-to-stack",
         "A grant to launch instances, tag them or pass a role is confined to this stack: RunInstances only with the " +
-        "stack's tags on the request, CreateTags only at launch or on the stack's own instances, PassRole only on a " +
-        "named role and only to EC2; never ec2:* or iam:*.", (args, report) => {
+        "stack's tags on the request and only from named images, CreateTags only at launch or on the stack's own " +
+        "instances, PassRole only on a named role and only to EC2, CreateServiceLinkedRole only for a named service; " +
+        "never ec2:* or iam:*.", (args, report) => {
             if (!IAM_POLICY_TYPES.has(args.type)) {
                 return;
             }
@@ -357,14 +358,25 @@ export const policies: Array<ResourceValidationPolicy | StackValidationPolicy> =
                 });
                 const resources = asList(statement.Resource) as string[];
                 const launches = actions.some((a) => actionMatches(a, "ec2:RunInstances"));
-                if (launches && resources.some((r) => r === "*" || /:(instance|volume)\//.test(r)) && !tagged("aws:RequestTag")) {
+                if (launches && resources.some((r) => r === "*" || /:(instance|volume|spot-instances-request)\//.test(r)) && !tagged("aws:RequestTag")) {
                     report(`${sid} allows ec2:RunInstances without StringEquals conditions on aws:RequestTag/${PROJECT_TAG} ` +
                         `and aws:RequestTag/${STACK_TAG}: it could launch instances that belong to no stack`);
+                }
+                const anyImage = resources.filter((r) => /:image\/[^/]*[*?]/.test(r));
+                if (launches && anyImage.length > 0) {
+                    report(`${sid} allows ec2:RunInstances from ${anyImage.join(", ")}: it could boot any image in the region; ` +
+                        "name each image the nodes boot");
                 }
                 if (actions.some((a) => actionMatches(a, "ec2:CreateTags")) &&
                     statement.Condition?.StringEquals?.["ec2:CreateAction"] !== "RunInstances" && !tagged("aws:ResourceTag")) {
                     report(`${sid} allows ec2:CreateTags beyond launch and this stack's instances: it could re-tag another ` +
                         "stack's instances into this one's grants");
+                }
+                const service = statement.Condition?.StringEquals?.["iam:AWSServiceName"];
+                if (actions.some((a) => actionMatches(a, "iam:CreateServiceLinkedRole")) &&
+                    (typeof service !== "string" || service === "" || /[*?]/.test(service))) {
+                    report(`${sid} allows iam:CreateServiceLinkedRole without a StringEquals condition on iam:AWSServiceName ` +
+                        "naming one service: it could create any service's role");
                 }
                 if (actions.some((a) => actionMatches(a, "iam:PassRole")) &&
                     (resources.some((r) => r.includes("*")) || statement.Condition?.StringEquals?.["iam:PassedToService"] !== "ec2.amazonaws.com")) {

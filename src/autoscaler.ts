@@ -104,8 +104,10 @@ function nodeConfig(s: AutoscalerSettings, type: ElasticNodeType): Record<string
     // Ray adds its cluster-name tag to the instance's tags only; the head may launch only volumes that carry it too.
     const volumeTags = tagList({ ...elasticTags(s.tags, type.group.name), [RAY_CLUSTER_NAME_TAG]: s.clusterName });
     // An interface of our own keeps a private worker without a public IP even in a subnet that maps them. Ray's
-    // provider never moves an interface to another subnet, so with several zones it names subnets instead, which
-    // then give no public IP (the stack's own private subnets; existing ones are checked for it).
+    // provider never moves an interface to another subnet, so with several zones it names subnets instead. Those give
+    // no public IP either way: the stack's own private subnets are created so (src/private-network.ts, src/zones.ts),
+    // and in your own VPC privateSubnetId and elasticSubnetIds are checked for it before any resource
+    // (src/existing-network.ts).
     const network = s.privateWorkers && s.subnetIds.length === 1
         ? { NetworkInterfaces: [{ DeviceIndex: 0, SubnetId: s.subnetIds[0], Groups: s.securityGroupIds, AssociatePublicIpAddress: false,
             DeleteOnTermination: true }] }
@@ -124,7 +126,9 @@ function nodeConfig(s: AutoscalerSettings, type: ElasticNodeType): Record<string
             Ebs: { VolumeSize: type.group.volumeSizeGb, VolumeType: "gp3", Encrypted: true, DeleteOnTermination: true } }],
         // A node that shuts itself down is gone, not stopped and forgotten.
         InstanceInitiatedShutdownBehavior: "terminate",
-        TagSpecifications: [{ ResourceType: "instance", Tags: tags }, { ResourceType: "volume", Tags: volumeTags }],
+        TagSpecifications: [{ ResourceType: "instance", Tags: tags }, { ResourceType: "volume", Tags: volumeTags },
+            // A spot launch is also authorized on the spot request it creates, which carries the volume's tags (src/elastic.ts).
+            ...(type.group.spot ? [{ ResourceType: "spot-instances-request", Tags: volumeTags }] : [])],
         ...(type.group.spot
             // One-time and terminated when reclaimed: the autoscaler launches another when demand is still there.
             ? { InstanceMarketOptions: { MarketType: "spot", SpotOptions: { SpotInstanceType: "one-time", InstanceInterruptionBehavior: "terminate" } } }

@@ -50,33 +50,54 @@ export interface ElasticWorkersArgs extends SshAccess {
     images?: ImageSource;
 }
 
-/** The EC2 actions the head's autoscaler calls (Ray's AWS node provider), each confined below. */
-export const AUTOSCALER_ACTIONS = ["ec2:DescribeInstances", "ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances", "iam:PassRole"];
+/**
+ * The actions the head's autoscaler needs (Ray's AWS node provider calls the first five), each confined below. The
+ * last only with a spot group: EC2 uses it, with the caller's grants, for the spot service-linked role.
+ */
+export const AUTOSCALER_ACTIONS = ["ec2:DescribeInstances", "ec2:RunInstances", "ec2:CreateTags", "ec2:TerminateInstances", "iam:PassRole",
+    "iam:CreateServiceLinkedRole"];
+
+/** The service-linked role EC2 needs for any spot request, in an account that has never had one. */
+export const SPOT_SERVICE = "spot.amazonaws.com";
+export const spotServiceRoleArn = (partition: string, account: string) =>
+    `arn:${partition}:iam::${account}:role/aws-service-role/${SPOT_SERVICE}/AWSServiceRoleForEC2Spot`;
 
 /**
  * The head's grants for Ray's AWS node provider, confined to this stack: it may launch only with this stack's and
- * Ray's cluster tags on the request and only into this stack's worker subnets, security groups and key pair; tag only what
- * it launches, or instances it launched before; terminate only those; and pass only the workers' role to EC2.
+ * Ray's cluster tags on the request, only into this stack's worker subnets, security groups and key pair and only from
+ * the images its node types name; tag only what it launches, or instances it launched before; terminate only those;
+ * and pass only the workers' role to EC2. With a spot group it may also create (tagged) spot requests, and have EC2
+ * create the spot service-linked role.
  */
 export function autoscalerPolicy(p: {
     partition: string; region: string; account: string; clusterName: string; tags: Record<string, string>;
     subnetIds: string[]; securityGroupIds: string[]; keyName: string; workerRoleArn: string;
+    /** The AMIs the node types boot: the only ones the head may launch. */
+    imageIds: string[];
+    /** Whether some elastic group is spot. */
+    spot: boolean;
 }): Record<string, unknown> {
     const arn = (resource: string) => `arn:${p.partition}:ec2:${p.region}:${p.account}:${resource}`;
     const mark = { ...p.tags, [RAY_CLUSTER_NAME_TAG]: p.clusterName, [ELASTIC_TAG]: "true" };
     const condition = (prefix: string) => Object.fromEntries(Object.entries(mark).map(([k, v]) => [`${prefix}/${k}`, v]));
+    // A spot launch is also authorized on the spot request it creates, which the node config tags (src/autoscaler.ts).
+    const created = [arn("instance/*"), arn("volume/*"), ...(p.spot ? [arn("spot-instances-request/*")] : [])];
+    const images = [...new Set(p.imageIds)].sort().map((id) => `arn:${p.partition}:ec2:${p.region}::image/${id}`);
     return {
         Version: "2012-10-17",
         Statement: [
             // DescribeInstances has no resource-level permissions: AWS accepts only "*" here.
             { Sid: "FindInstances", Effect: "Allow", Action: ["ec2:DescribeInstances"], Resource: "*" },
             { Sid: "LaunchTaggedWorkers", Effect: "Allow", Action: ["ec2:RunInstances"],
-                Resource: [arn("instance/*"), arn("volume/*")], Condition: { StringEquals: condition("aws:RequestTag") } },
+                Resource: created, Condition: { StringEquals: condition("aws:RequestTag") } },
             { Sid: "LaunchIntoThisStack", Effect: "Allow", Action: ["ec2:RunInstances"], Resource: [
                 ...p.subnetIds.map((id) => arn(`subnet/${id}`)), ...p.securityGroupIds.map((id) => arn(`security-group/${id}`)),
-                arn(`key-pair/${p.keyName}`), arn("network-interface/*"), `arn:${p.partition}:ec2:${p.region}::image/*`] },
-            { Sid: "TagAtLaunch", Effect: "Allow", Action: ["ec2:CreateTags"], Resource: [arn("instance/*"), arn("volume/*")],
+                arn(`key-pair/${p.keyName}`), arn("network-interface/*"), ...images] },
+            { Sid: "TagAtLaunch", Effect: "Allow", Action: ["ec2:CreateTags"], Resource: created,
                 Condition: { StringEquals: { "ec2:CreateAction": "RunInstances" } } },
+            // An account's first spot request makes EC2 create this role with the caller's grants; later ones need none.
+            ...(p.spot ? [{ Sid: "CreateSpotServiceRole", Effect: "Allow", Action: ["iam:CreateServiceLinkedRole"],
+                Resource: spotServiceRoleArn(p.partition, p.account), Condition: { StringEquals: { "iam:AWSServiceName": SPOT_SERVICE } } }] : []),
             // Ray moves a node's ray-node-status tag along as it sets the node up.
             { Sid: "RetagLaunchedWorkers", Effect: "Allow", Action: ["ec2:CreateTags"], Resource: arn("instance/*"),
                 Condition: { StringEquals: condition("aws:ResourceTag") } },
@@ -132,9 +153,10 @@ export class ElasticWorkers extends pulumi.ComponentResource {
         this.policy = new aws.iam.RolePolicy(`${name}-autoscaler`, {
             role: args.headRole.id,
             policy: pulumi.all([partition, region, account, pulumi.all(args.workerSubnetIds), pulumi.all(args.workerSecurityGroupIds),
-                args.keyName, args.workerRole.arn]).apply(([p, r, a, subnetIds, securityGroupIds, keyName, workerRoleArn]) =>
+                args.keyName, args.workerRole.arn, types]).apply(([p, r, a, subnetIds, securityGroupIds, keyName, workerRoleArn, t]) =>
                 JSON.stringify(autoscalerPolicy({ partition: p, region: r, account: a, clusterName: args.clusterName,
-                    tags: args.tags, subnetIds, securityGroupIds, keyName, workerRoleArn }))),
+                    tags: args.tags, subnetIds, securityGroupIds, keyName, workerRoleArn, imageIds: t.map((type) => type.imageId),
+                    spot: args.groups.some((group) => group.spot) }))),
         }, { parent: this });
 
         this.config = pulumi.all([types, region, pulumi.all(args.workerSubnetIds), pulumi.all(args.workerSecurityGroupIds), args.keyName,

@@ -8,7 +8,7 @@ import * as assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { AUTOSCALER_ACTIONS } from "../src/elastic";
 import { diffGraphs } from "../tools/graph";
-import { argumentOf, byName, byType, MOCK_ACCOUNT_ID, Rendered, render, reveal, StackConfig } from "../tools/render";
+import { argumentOf, byName, byType, MOCK_ACCOUNT_ID, mockImageId, Rendered, render, reveal, StackConfig } from "../tools/render";
 
 const CPU = { name: "cpu", instanceType: "c7i.2xlarge", minCount: 1, maxCount: 10 };
 const GPU = { name: "gpu", instanceType: "g5.xlarge", maxCount: 2, spot: true };
@@ -159,8 +159,12 @@ describe("the head's grants, evaluated against requests", () => {
     const STACK_TAGS = { "ray-cluster:project": "ray-cluster", "ray-cluster:stack": "dev", "ray-cluster-name": "ray-cluster-dev",
         "ray-cluster:elastic": "true" };
     let policy: any;
+    const policyOf = (r: Rendered) => JSON.parse(byName(r, "ray-cluster-autoscaler").inputs.policy);
     async function decide(action: string, resource: string, context: Record<string, string | string[]>): Promise<string> {
-        policy ??= JSON.parse(byName(await rendered(), "ray-cluster-autoscaler").inputs.policy);
+        policy ??= policyOf(await rendered());
+        return decideBy(policy, action, resource, context);
+    }
+    async function decideBy(policy: unknown, action: string, resource: string, context: Record<string, string | string[]>): Promise<string> {
         const result = await runSimulation({
             identityPolicies: [{ name: "autoscaler", policy }],
             serviceControlPolicies: [],
@@ -196,6 +200,66 @@ describe("the head's grants, evaluated against requests", () => {
         assert.equal(await decide("ec2:RunInstances", ARN("volume/*"), requestTags(tagsOf("volume"))), "Allowed");
         assert.equal(await decide("ec2:RunInstances", ARN("instance/*"),
             requestTags({ ...tagsOf("instance"), "ray-cluster-name": "ray-cluster-dev", "ray-node-type": "worker" })), "Allowed");
+    });
+
+    const SPOT_ROLE = `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/aws-service-role/spot.amazonaws.com/AWSServiceRoleForEC2Spot`;
+    const IMAGE = (id: string) => `arn:aws:ec2:us-east-1::image/${id}`;
+    /** Each node type's image, as the rendered config names it. */
+    const imagesOf = (r: Rendered) => Object.values(autoscalerConfigOf(r).available_node_types as Record<string, { node_config: { ImageId?: string } }>)
+        .map((t) => t.node_config.ImageId).filter((id): id is string => id !== undefined);
+
+    test("a spot group's launch tags its spot request with the stack's tags, and the head may create and tag that request; " +
+        "an untagged or another stack's spot request is denied", async () => {
+        const gpu = autoscalerConfigOf(await rendered()).available_node_types.gpu.node_config;
+        const spec = gpu.TagSpecifications.find((t: { ResourceType: string }) => t.ResourceType === "spot-instances-request");
+        assert.ok(spec, "the spot group's launch tags its spot request");
+        const tags = Object.fromEntries(spec.Tags.map((t: { Key: string; Value: string }) => [t.Key, t.Value]));
+        assert.equal(await decide("ec2:RunInstances", ARN("spot-instances-request/*"), requestTags(tags)), "Allowed");
+        assert.equal(await decide("ec2:CreateTags", ARN("spot-instances-request/*"), { ...requestTags(tags), "ec2:CreateAction": "RunInstances" }),
+            "Allowed");
+        assert.equal(await decide("ec2:RunInstances", ARN("spot-instances-request/*"), {}), "ImplicitlyDenied");
+        assert.equal(await decide("ec2:RunInstances", ARN("spot-instances-request/*"), requestTags({ ...tags, "ray-cluster:stack": "prod" })),
+            "ImplicitlyDenied");
+        // An on-demand group's launch creates no spot request, and a tag for one would make EC2 refuse the launch.
+        const cpu = autoscalerConfigOf(await rendered()).available_node_types.cpu.node_config;
+        assert.deepEqual(cpu.TagSpecifications.map((t: { ResourceType: string }) => t.ResourceType), ["instance", "volume"]);
+    });
+
+    test("with a spot group, the head may have EC2 create the spot service-linked role, and no other role", async () => {
+        assert.equal(await decide("iam:CreateServiceLinkedRole", SPOT_ROLE, { "iam:AWSServiceName": "spot.amazonaws.com" }), "Allowed");
+        assert.equal(await decide("iam:CreateServiceLinkedRole",
+            `arn:aws:iam::${MOCK_ACCOUNT_ID}:role/aws-service-role/elasticloadbalancing.amazonaws.com/AWSServiceRoleForElasticLoadBalancing`,
+            { "iam:AWSServiceName": "elasticloadbalancing.amazonaws.com" }), "ImplicitlyDenied");
+        assert.equal(await decide("iam:CreateServiceLinkedRole", SPOT_ROLE, { "iam:AWSServiceName": "spotfleet.amazonaws.com" }), "ImplicitlyDenied");
+    });
+
+    test("without a spot group, the head gets neither the spot request nor the service-linked role", async () => {
+        const onDemand = policyOf(await rendered({ workerGroups: [CPU] }));
+        const tags = { ...STACK_TAGS, Name: "cpu-elastic", "ray-cluster:group": "cpu" };
+        assert.equal(await decideBy(onDemand, "ec2:RunInstances", ARN("spot-instances-request/*"), requestTags(tags)), "ImplicitlyDenied");
+        assert.equal(await decideBy(onDemand, "iam:CreateServiceLinkedRole", SPOT_ROLE, { "iam:AWSServiceName": "spot.amazonaws.com" }),
+            "ImplicitlyDenied");
+        // The same launch is allowed where a group is spot: the denial above is the missing grant, not the request.
+        assert.equal(await decide("ec2:RunInstances", ARN("spot-instances-request/*"), requestTags(tags)), "Allowed");
+    });
+
+    test("a launch from an image a node type names is allowed; from any other image in the region, denied", async () => {
+        const r = await rendered();
+        const images = imagesOf(r);
+        assert.deepEqual([...images].sort(), ["ami-0123456789abcdef0", "ami-0d1a0123456789abc"]);
+        for (const id of images) {
+            assert.equal(await decide("ec2:RunInstances", IMAGE(id), {}), "Allowed", id);
+        }
+        assert.equal(await decide("ec2:RunInstances", IMAGE("ami-0badbadbadbadbad0"), {}), "ImplicitlyDenied");
+    });
+
+    test("with Ray-ready images, the head may launch the built image and not the base it was built from", async () => {
+        const r = await rendered({ rayImage: true, workerGroups: [CPU] });
+        const built = mockImageId(byName(r, "ray-cluster-image-ubuntu").inputs.name);
+        assert.deepEqual(imagesOf(r), [built]);
+        const own = policyOf(r);
+        assert.equal(await decideBy(own, "ec2:RunInstances", IMAGE(built), {}), "Allowed");
+        assert.equal(await decideBy(own, "ec2:RunInstances", IMAGE("ami-0123456789abcdef0"), {}), "ImplicitlyDenied", "the Ubuntu base");
     });
 
     test("terminating this stack's launched worker is allowed; another stack's instance, or this stack's own nodes, denied", async () => {
@@ -249,11 +313,22 @@ describe("safe change: elastic groups", () => {
     });
 
     test("adding or removing one of several elastic groups changes only the config, and the check that counts them", async () => {
-        for (const [before, after] of [[{ workerGroups: [CPU] }, ELASTIC], [ELASTIC, { workerGroups: [CPU] }]]) {
+        // An on-demand group on an image another group boots already: the head's grants stay as they are.
+        const more: StackConfig = { workerGroups: [CPU, { name: "cpu2", instanceType: "c7i.xlarge", maxCount: 3 }] };
+        for (const [before, after] of [[{ workerGroups: [CPU] }, more], [more, { workerGroups: [CPU] }]]) {
             const d = await diff(before, after);
             assert.deepEqual([d.added, d.removed], [[], []]);
             // The cluster check re-runs on the head to count the group's nodes, and only reads.
             assert.deepEqual(d.changed.map((c) => c.name).sort(), ["ray-cluster-headnode-autoscaler", "ray-cluster-verify"]);
+            assert.deepEqual(replaced(d), []);
+        }
+    });
+
+    test("adding or removing a spot group on an image of its own also updates the head's grants, in place", async () => {
+        for (const [before, after] of [[{ workerGroups: [CPU] }, ELASTIC], [ELASTIC, { workerGroups: [CPU] }]]) {
+            const d = await diff(before, after);
+            assert.deepEqual([d.added, d.removed], [[], []]);
+            assert.deepEqual(d.changed.map((c) => c.name).sort(), ["ray-cluster-autoscaler", "ray-cluster-headnode-autoscaler", "ray-cluster-verify"]);
             assert.deepEqual(replaced(d), []);
         }
     });

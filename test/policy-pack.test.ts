@@ -84,4 +84,17 @@ describe("the policy pack as the Pulumi CLI loads it", { timeout: 120_000 }, () 
         const fired = (await analyzeStack([...r.resources, lab])).map((v) => v.policy).sort();
         assert.deepEqual(fired, ["security-group-no-public-ray-ports", "security-group-public-ingress-ssh-only"]);
     });
+
+    test("the head's grants with elastic groups pass; a launch from any image in the region is reported", async () => {
+        const r = await render({ workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", maxCount: 2, spot: true }] });
+        assert.deepEqual(await analyzeStack(r.resources), []);
+        const broken = structuredClone(r.resources);
+        const grants = broken.find((x) => x.name === "ray-cluster-autoscaler")!;
+        const doc = JSON.parse(grants.inputs.policy);
+        doc.Statement.find((s: { Sid: string }) => s.Sid === "LaunchIntoThisStack").Resource.push("arn:aws:ec2:us-east-1::image/*");
+        grants.inputs.policy = JSON.stringify(doc);
+        const fired = await analyzeStack(broken);
+        assert.deepEqual(fired.map((v) => v.policy), ["iam-launch-scoped-to-stack"]);
+        assert.match(fired[0].message, /image\/\*: it could boot any image in the region/);
+    });
 });

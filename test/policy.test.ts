@@ -212,6 +212,29 @@ describe("each policy reports a violation when its resource is broken", () => {
         assert.ok((await checkPolicies(copy)).some((v) => v.policy === "iam-instance-stop-terminate-tag-scoped"));
     });
 
+    test("the autoscaler's spot and image grants fail the pack once unconfined: any image, an untagged spot request, " +
+        "any service's linked role", async () => {
+        const r = await render({ workerGroups: [{ name: "gpu", instanceType: "g5.xlarge", maxCount: 2, spot: true }] });
+        assert.deepEqual(await checkPolicies(r.resources), []);
+        const cases: Array<[string, (doc: any) => void, RegExp]> = [
+            ["LaunchIntoThisStack", (s) => { s.Resource.push("arn:aws:ec2:us-east-1::image/*"); }, /from arn:aws:ec2:us-east-1::image\/\*: it could boot any image/],
+            ["LaunchIntoThisStack", (s) => { s.Resource.push("arn:aws:ec2:*::image/ami-0*"); }, /could boot any image/],
+            ["LaunchIntoThisStack", (s) => { s.Resource.push("arn:aws:ec2:us-east-1:123456789012:spot-instances-request/*"); }, /ec2:RunInstances without/],
+            ["CreateSpotServiceRole", (s) => delete s.Condition, /iam:CreateServiceLinkedRole without/],
+            ["CreateSpotServiceRole", (s) => { s.Condition.StringEquals["iam:AWSServiceName"] = "*"; }, /iam:CreateServiceLinkedRole without/],
+        ];
+        for (const [sid, breakIt, message] of cases) {
+            const copy = structuredClone(r.resources);
+            const policy = copy.find((x) => x.name === "ray-cluster-autoscaler")!;
+            const doc = JSON.parse(policy.inputs.policy);
+            breakIt(doc.Statement.find((s: any) => s.Sid === sid));
+            policy.inputs.policy = JSON.stringify(doc);
+            const fired = (await checkPolicies(copy)).filter((v) => v.policy === "iam-launch-scoped-to-stack");
+            assert.equal(fired.length, 1, `${sid}: ${JSON.stringify(fired)}`);
+            assert.match(fired[0].message, message);
+        }
+    });
+
     test("a hand-made security group with an inline public Redis rule is caught by both security-group policies", async () => {
         const r = await render();
         const inline = structuredClone(byType(r, "aws:ec2/securityGroup:SecurityGroup")[0]);
