@@ -24,9 +24,9 @@ type DefaultRoute = "internet-gateway" | "other" | "none";
 
 /**
  * Looks the given subnets up in AWS and checks them before any resource exists: each belongs to vpcId, the head's
- * subnet routes to an internet gateway unless the bootstrap connects privately, and private workers have a way to
- * PyPI unless a package index replaces it. Every problem found is reported at once. Creates nothing: the VPC, its
- * gateways and route tables stay the owner's.
+ * subnet routes to an internet gateway unless the bootstrap connects privately, and private workers' subnet gives
+ * no public IP and has a way to PyPI unless a package index replaces it. Every problem found is reported at once.
+ * Creates nothing: the VPC, its gateways and route tables stay the owner's.
  */
 export async function placeInExistingNetwork(network: ExistingNetwork, needs: ExistingNetworkNeeds): Promise<ClusterPlacement> {
     const key = (name: string) => `'${needs.namespace}:${name}'`;
@@ -50,6 +50,12 @@ export async function placeInExistingNetwork(network: ExistingNetwork, needs: Ex
             problems.push({ key: configKey, value: subnet.id,
                 expected: `a subnet of vpcId ${network.vpcId}; it belongs to ${subnet.vpcId}` });
         }
+    }
+    // A private workers' subnet gives no public IP: every node the stack or Ray launches there refuses one, but
+    // anything else launched into it would be reachable from the internet.
+    if (workers?.mapPublicIpOnLaunch) {
+        problems.push({ key: "privateSubnetId", value: workers.id, expected: "a private subnet that gives instances no public " +
+            `IP on launch (MapPublicIpOnLaunch false); ${workers.id} gives instances public IPs on launch` });
     }
     // Head and workers share a zone, as in a network the stack builds: Ray's chatter between them would otherwise
     // cross zones, slower and billed per GB each way.
@@ -101,8 +107,8 @@ export async function placeInExistingNetwork(network: ExistingNetwork, needs: Ex
 /**
  * The elastic groups' subnets in other zones: each of vpcId, in a zone of its own (none the head's), with room for the
  * elastic groups, and reachable as the workers' own: public ones route to an internet gateway and give public IPs;
- * private ones give none (Ray's provider launches into them by subnet, with no interface of ours to refuse one) and
- * route somewhere unless a package index inside the network replaces PyPI.
+ * private ones give none, as privateSubnetId must not, and route somewhere unless a package index inside the network
+ * replaces PyPI.
  */
 async function checkElasticSubnets(network: ExistingNetwork, needs: ExistingNetworkNeeds, head: aws.ec2.GetSubnetResult | undefined,
     workers: aws.ec2.GetSubnetResult | undefined, problems: Problem[],
@@ -136,8 +142,8 @@ async function checkElasticSubnets(network: ExistingNetwork, needs: ExistingNetw
                     : "no internet gateway route"}` });
         }
         if (privateWorkers && subnet.mapPublicIpOnLaunch) {
-            problems.push({ key, value: subnet.id, expected: `private subnets with workerNetwork private: ${subnet.id} gives ` +
-                "instances public IPs on launch" });
+            problems.push({ key, value: subnet.id, expected: "private subnets that give instances no public IP on launch " +
+                `(MapPublicIpOnLaunch false) with workerNetwork private: ${subnet.id} gives instances public IPs on launch` });
         }
         if (privateWorkers && needs.workersNeedInternet && route === "none") {
             problems.push({ key, value: subnet.id, expected: "subnets with a default route (a NAT gateway, say) so the workers can " +

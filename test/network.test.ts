@@ -229,6 +229,10 @@ describe("a VPC of your own under mocks", () => {
         { what: "the workers' subnet has no way out and no package index replaces PyPI", config: OWN_VPC_PRIVATE,
             subnets: { ...other, [WORKER_SUBNET]: { vpcId: VPC, defaultRoute: "" } },
             key: "privateSubnetId", value: WORKER_SUBNET, expected: /a default route .* so the workers can install Ray from PyPI; or set 'ray-cluster:packageIndexUrl'/ },
+        { what: "the workers' subnet gives instances public IPs on launch", config: OWN_VPC_PRIVATE,
+            subnets: { ...other, [WORKER_SUBNET]: { vpcId: VPC, defaultRoute: "nat-0123456789abcdef0", mapPublicIpOnLaunch: true } },
+            key: "privateSubnetId", value: WORKER_SUBNET,
+            expected: /expected a private subnet that gives instances no public IP on launch \(MapPublicIpOnLaunch false\)/ },
         { what: "the subnet does not exist", config: OWN_VPC, subnets: {},
             key: "subnetId", value: HEAD_SUBNET, expected: /expected a subnet this account can see in the stack's region \(the lookup failed/ },
     ];

@@ -122,6 +122,34 @@ describe("npm run plan", () => {
         }
     });
 
+    test("a stack file shows how many NAT gateways bill around the clock, even at minCount 0 and after autostop, and what " +
+        "they cost a month in the region the figure is for", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-plan-"));
+        const stack = (region: string, network: string) => `config:\n  aws:region: ${region}\n  ray-cluster:workerNetwork: ${network}\n` +
+            "  ray-cluster:autostopIdleMinutes: 30\n  ray-cluster:workerGroups:\n    - name: cpu\n      instanceType: c7i.large\n" +
+            "      minCount: 0\n      maxCount: 4\n" + (network === "private" ? `  ray-cluster:elasticZones: ["${region}b", "${region}c"]\n` +
+                "  ray-cluster:natGatewayPerZone: true\n" : "");
+        const line = (file: string, text: string) => {
+            fs.writeFileSync(path.join(dir, file), text);
+            const result = run(path.join(dir, file));
+            assert.equal(result.status, 0, result.stderr);
+            return result.stdout.split("\n").find((l) => l.startsWith("NAT gateways:"));
+        };
+        try {
+            // A NAT gateway in the head's zone and one in each of the two other zones: 3 × $0.045 × 730 h.
+            assert.equal(line("Pulumi.zones.yaml", stack("us-east-1", "private")), "NAT gateways: 3, billed every hour they exist, even " +
+                "with elastic groups at minCount 0 and after autostop: about $98.55 a month in us-east-1 (3 × $0.045 an hour × 730 hours), " +
+                "plus $0.045 per GB processed");
+            // Elsewhere the plan names the region's own price rather than quote us-east-1's.
+            assert.equal(line("Pulumi.eu.yaml", stack("eu-west-1", "private")), "NAT gateways: 3, billed every hour they exist, even " +
+                "with elastic groups at minCount 0 and after autostop: 3 × eu-west-1's hourly NAT gateway price, plus its price per GB " +
+                "processed (AWS's VPC pricing page)");
+            assert.equal(line("Pulumi.public.yaml", stack("us-east-1", "public")), "NAT gateways: none");
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
     test("a bad config in a stack file fails with the config error", () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ray-cluster-plan-"));
         try {

@@ -19,8 +19,11 @@ async function rendered(config: StackConfig, subnets?: Record<string, MockSubnet
     assert.equal(r.error, undefined, String(r.error?.stack));
     return r;
 }
-const nodeConfig = (r: Rendered) => JSON.parse(reveal(byName(r, "ray-cluster-headnode-autoscaler").inputs).create
-    .match(/--config '([^']+)'/)![1]).available_node_types.cpu.node_config;
+const nodeTypes = (r: Rendered) => JSON.parse(reveal(byName(r, "ray-cluster-headnode-autoscaler").inputs).create
+    .match(/--config '([^']+)'/)![1]).available_node_types;
+const nodeConfig = (r: Rendered) => nodeTypes(r).cpu.node_config;
+/** The autoscaler's worker node types: one per elastic group, whatever the zones. */
+const workerTypes = (r: Rendered) => Object.keys(nodeTypes(r)).filter((type) => type !== "ray.head");
 const idOf = (name: string) => `${name}-id`;
 
 async function allowed(r: Rendered, subnetId: string): Promise<string> {
@@ -67,7 +70,8 @@ describe("elastic zones in the stack's own network", () => {
     });
 
     test("private workers, one NAT gateway: each zone's private subnet routes to the head zone's NAT and is on the S3 endpoint; " +
-        "the node types name subnets, not an interface, so Ray can move to the next", async () => {
+        "the group's one node type names the three subnets, the head zone's first, with the workers' groups and no interface, " +
+        "and each of them gives no public IP", async () => {
         const r = await rendered({ ...ZONES, workerNetwork: "private" });
         assert.equal(byType(r, "aws:ec2/natGateway:NatGateway").length, 1);
         for (const zone of ["us-east-1b", "us-east-1c"]) {
@@ -79,14 +83,29 @@ describe("elastic zones in the stack's own network", () => {
             ["10.0.0.0/24", "10.0.3.0/24"], "free of the public (10.0.1.0/24) and private (10.0.2.0/24) subnets");
         const endpoint = byName(r, "ray-cluster-s3-endpoint").inputs.routeTableIds;
         assert.ok(endpoint.includes(idOf("ray-cluster-zones-us-east-1b-rt")) && endpoint.includes(idOf("ray-cluster-zones-us-east-1c-rt")));
+        assert.deepEqual(workerTypes(r), ["cpu"]);
         const config = nodeConfig(r);
         assert.equal(config.NetworkInterfaces, undefined);
         assert.deepEqual(config.SecurityGroupIds, [idOf("ray-cluster-sg")]);
-        assert.equal(config.SubnetIds.length, 3);
+        assert.deepEqual(config.SubnetIds, ["ray-cluster-private-subnet", "ray-cluster-zones-us-east-1b-subnet",
+            "ray-cluster-zones-us-east-1c-subnet"].map(idOf));
+        // With no interface of ours, the subnet decides: the head zone's one as much as the others.
+        for (const subnetId of config.SubnetIds) {
+            const subnet = byType(r, SUBNET).find((s) => idOf(s.name) === subnetId);
+            assert.equal(subnet?.inputs.mapPublicIpOnLaunch, false, subnetId);
+        }
     });
 
     test("private workers, a NAT gateway per zone: each zone's NAT sits in a /28 public subnet of that zone, from the VPC's top", async () => {
         const r = await rendered({ ...ZONES, workerNetwork: "private", natGatewayPerZone: true });
+        // Public: the subnet's route table sends 0.0.0.0/0 to the internet gateway.
+        const internet = byName(r, "ray-cluster-default-route").inputs;
+        assert.deepEqual([internet.destinationCidrBlock, internet.gatewayId], ["0.0.0.0/0", idOf("ray-cluster-igw")]);
+        for (const zone of ["us-east-1b", "us-east-1c"]) {
+            const association = byName(r, `ray-cluster-zones-${zone}-nat-rta`).inputs;
+            assert.deepEqual([association.subnetId, association.routeTableId],
+                [idOf(`ray-cluster-zones-${zone}-nat-subnet`), internet.routeTableId], zone);
+        }
         assert.equal(byType(r, "aws:ec2/natGateway:NatGateway").length, 3);
         assert.deepEqual(["us-east-1b", "us-east-1c"].map((zone) => [byName(r, `ray-cluster-zones-${zone}-nat-subnet`).inputs.cidrBlock,
             byName(r, `ray-cluster-zones-${zone}-nat-subnet`).inputs.availabilityZone,
@@ -157,11 +176,34 @@ describe("elastic subnets in a VPC of your own", () => {
         }
     });
 
-    test("private workers: subnets that give no public IP; the node types name subnets", async () => {
+    test("private workers: the group's one node type names the workers' subnet, then each given one, with no interface, and " +
+        "the head may launch into each; any of them that gives public IPs on launch fails before any resource", async () => {
         const config = { ...OWN, workerNetwork: "private", privateSubnetId: WORKERS };
         const r = await rendered(config);
+        assert.deepEqual(workerTypes(r), ["cpu"]);
         assert.deepEqual(nodeConfig(r).SubnetIds, [WORKERS, B, C]);
         assert.equal(nodeConfig(r).NetworkInterfaces, undefined);
+        for (const subnet of nodeConfig(r).SubnetIds) {
+            assert.equal(await allowed(r, subnet), "Allowed", subnet);
+            // With no interface of ours, the subnet decides: the workers' own (the head's zone) as much as the others.
+            const subnets = mockSubnetsFor(config);
+            subnets[subnet] = { ...subnets[subnet], mapPublicIpOnLaunch: true };
+            const mapping = await render(config, { subnets });
+            assert.match(String(mapping.error?.message), new RegExp(`${subnet} gives instances public IPs on launch`), subnet);
+            assert.deepEqual(mapping.resources.map((x) => x.name), [], subnet);
+        }
+    });
+
+    test("private workers: the workers' own subnet (the head's zone) that maps public IPs fails before any resource, naming " +
+        "privateSubnetId", async () => {
+        const config = { ...OWN, workerNetwork: "private", privateSubnetId: WORKERS };
+        const subnets = mockSubnetsFor(config);
+        subnets[WORKERS] = { ...subnets[WORKERS], mapPublicIpOnLaunch: true };
+        const r = await render(config, { subnets });
+        assert.ok(r.error, "the program must fail");
+        assert.match(r.error.message, new RegExp(`invalid config 'ray-cluster:privateSubnetId': got "${WORKERS}", expected a private ` +
+            `subnet that gives instances no public IP on launch \\(MapPublicIpOnLaunch false\\); ${WORKERS} gives instances public IPs on launch`));
+        assert.deepEqual(r.resources.map((x) => x.name), []);
     });
 
     const cases: Array<{ what: string; config: StackConfig; change: Record<string, Partial<MockSubnet>>; expected: RegExp }> = [

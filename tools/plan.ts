@@ -8,7 +8,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { deployedImages, RegisteredResource, Rendered, render, reveal, StackConfig } from "./render";
+import { DEFAULT_MOCK_REGION, deployedImages, RegisteredResource, Rendered, render, reveal, StackConfig } from "./render";
 import { diffGraphs, diffText, imagesByNodeType, planText } from "./graph";
 
 /** Reads the `config:` of a Pulumi stack file; its stack name comes from Pulumi.<stack>.yaml. */
@@ -47,6 +47,31 @@ function nodesByGroup(resources: RegisteredResource[]): string[] {
     return ["nodes by group:", ...[...groups].map(([group, nodes]) => `  ${group}: ${nodes.join(", ")}`)];
 }
 
+/** AWS's NAT gateway prices in us-east-1 (VPC pricing page): per gateway-hour, and per GB it processes. */
+const NAT_PRICE_REGION = "us-east-1";
+const NAT_HOURLY_USD = 0.045;
+const NAT_PER_GB_USD = 0.045;
+/** Hours in AWS's billing month. */
+const HOURS_A_MONTH = 730;
+
+/**
+ * What the NAT gateways cost whatever the cluster does: they bill every hour they exist, even with every elastic
+ * group at minCount 0 and after autostop has stopped the instances. The figure is us-east-1's; other regions differ.
+ */
+function natCost(resources: RegisteredResource[], region: string): string {
+    const count = resources.filter((r) => r.type === "aws:ec2/natGateway:NatGateway").length;
+    if (count === 0) {
+        return "NAT gateways: none";
+    }
+    const always = `NAT gateways: ${count}, billed every hour they exist, even with elastic groups at minCount 0 and after autostop`;
+    if (region !== NAT_PRICE_REGION) {
+        return `${always}: ${count} × ${region}'s hourly NAT gateway price, plus its price per GB processed (AWS's VPC pricing page)`;
+    }
+    const monthly = (count * NAT_HOURLY_USD * HOURS_A_MONTH).toFixed(2);
+    return `${always}: about $${monthly} a month in ${region} (${count} × $${NAT_HOURLY_USD} an hour × ${HOURS_A_MONTH} hours), ` +
+        `plus $${NAT_PER_GB_USD} per GB processed`;
+}
+
 /** Each node type's image before and after, and whether it changed. */
 function imageChanges(before: Rendered, after: Rendered): string[] {
     const [a, b] = [imagesByNodeType(before), imagesByNodeType(after)];
@@ -64,7 +89,9 @@ async function main(args: string[]): Promise<string> {
     }
     if (args.length === 1 && !args[0].startsWith("-")) {
         const rendered = await renderFile(args[0]);
-        return [`autostop: ${rendered.outputs.autostop}`, `workers: ${rendered.outputs.workerNetwork}`, ...nodesByGroup(rendered.resources),
+        const region = readStackFile(args[0]).config["aws:region"];
+        return [`autostop: ${rendered.outputs.autostop}`, `workers: ${rendered.outputs.workerNetwork}`,
+            natCost(rendered.resources, typeof region === "string" ? region : DEFAULT_MOCK_REGION), ...nodesByGroup(rendered.resources),
             "images by node type:", ...Object.entries(imagesByNodeType(rendered)).map(([type, image]) => `  ${type}: ${image}`),
             planText(rendered.resources, reveal)].join("\n");
     }
