@@ -4,12 +4,27 @@
 # uv and the venv (install-ray.sh) and the AWS SDK, as they do on a node booted from the plain base image; a node
 # booted from the image then finds it all in place. Sealing leaves no instance identity behind: cloud-init's state,
 # logs and the machine-id go, so each instance of the image is a first boot with its own host keys and its own key pair.
-# On any failure, or once --timeout has passed, the builder powers itself off; launched with the shutdown behaviour
-# "terminate", it is then gone, so a failed build leaves nothing running.
+# On any failure, or once --timeout seconds have passed since the builder's boot, the builder powers itself off;
+# launched with the shutdown behaviour "terminate", it is then gone, so a failed build leaves nothing running. The
+# bound counts from the boot, not from this script's start, so that it ends before the power-off the builder's user
+# data arms at boot for the same bound and a margin, however long SSH took to come up.
 # Usage: build-image.sh --version X.Y.Z --key KEY [--installer uv|pip] [--index-url URL] [--timeout SECONDS] < SCRIPTS_JSON
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SCRIPT_NAME=build-image
+
+power_off_on_failure() {
+    local rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "${SCRIPT_NAME}: error: the image build failed (exit ${rc}); powering the builder off, which terminates it" >&2
+        # Delayed, so that this command's own output and status reach the caller first; to the 100 ms, as a timer's
+        # default accuracy is a minute.
+        "${SUDO[@]}" systemd-run --quiet --on-active=3 --timer-property=AccuracySec=100ms systemctl poweroff >/dev/null 2>&1 ||
+            "${SUDO[@]}" shutdown -P +1 >/dev/null 2>&1 || true
+    fi
+}
+# From the first line that can fail: a bad argument is a failed build too.
+trap power_off_on_failure EXIT
 
 version="" key="" installer=uv index_url="" timeout_s=1800
 while [ $# -gt 0 ]; do
@@ -35,21 +50,16 @@ if state_matches "$manifest" "key=${key}"; then
     exit 0
 fi
 
-power_off_on_failure() {
-    local rc=$?
-    if [ "$rc" -ne 0 ]; then
-        echo "${SCRIPT_NAME}: error: the image build failed (exit ${rc}); powering the builder off, which terminates it" >&2
-        # Delayed, so that this command's own output and status reach the caller first; to the 100 ms, as a timer's
-        # default accuracy is a minute.
-        "${SUDO[@]}" systemd-run --quiet --on-active=3 --timer-property=AccuracySec=100ms systemctl poweroff >/dev/null 2>&1 ||
-            "${SUDO[@]}" shutdown -P +1 >/dev/null 2>&1 || true
-    fi
-}
-trap power_off_on_failure EXIT
-
 started=$(date +%s)
+# The boot is when PID 1 started: its age, unlike /proc/uptime, is the host's own in a container too.
+if pid1_age=$(ps -o etimes= -p 1 2>/dev/null) && [ -n "${pid1_age// /}" ]; then
+    booted=$((started - pid1_age))
+else
+    log "cannot tell when this builder booted; the ${timeout_s}s bound counts from now"
+    booted=$started
+fi
 # What is left of the bound: each step gets only that.
-remaining() { local left=$((started + timeout_s - $(date +%s))); echo $((left > 1 ? left : 1)); }
+remaining() { local left=$((booted + timeout_s - $(date +%s))); echo $((left > 1 ? left : 1)); }
 
 wait_for_cloud_init "$(remaining)" "the builder"
 

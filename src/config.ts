@@ -211,7 +211,7 @@ const NETWORK_KEYS = {
     subnetId: text("", awsId("subnet"), "an id such as subnet-0abcdef1234567890, or empty",
         "The head's subnet in vpcId; it must route to an internet gateway unless connectVia is private."),
     privateSubnetId: text("", awsId("subnet"), "an id such as subnet-0abcdef1234567890, or empty",
-        "The workers' subnet in vpcId when workerNetwork is private."),
+        "The workers' subnet in vpcId when workerNetwork is private, in the head's zone; it must give no public IP on launch."),
     elasticZones: textList([], ZONE_FORM, 'a JSON list of availability zones such as ["us-east-1b", "us-east-1c"]',
         "Availability zones besides the head's in which elastic groups may also launch, each with a worker subnet of its own " +
         "(public or private, as workerNetwork says); Ray's autoscaler tries the next one when EC2 refuses a launch. Traffic " +
@@ -219,7 +219,7 @@ const NETWORK_KEYS = {
     elasticSubnetCidrs: cidrList([], "IPv4 CIDR blocks of the elasticZones' worker subnets, one per zone in the same order; " +
         "empty derives them: blocks the size of the workers' subnet, the first free ones in vpcCidr."),
     natGatewayPerZone: flag(false, "With private workers and elasticZones: a NAT gateway in each elastic zone (each billed " +
-        "per hour and per GB, about $33 a month before data) rather than one in the head's zone for all (cheaper; the other " +
+        "per hour and per GB, about $32.85 a month in us-east-1 before data) rather than one in the head's zone for all (cheaper; the other " +
         "zones' traffic to it is billed as cross-zone data, and it fails with its zone)."),
     elasticSubnetIds: textList([], /^subnet-[0-9a-f]{8,17}$/, 'a JSON list of subnet ids such as ["subnet-0abcdef1234567890"]',
         "With vpcId: subnets of that VPC in other zones in which elastic groups may also launch; public ones (an internet " +
@@ -426,8 +426,13 @@ const ACCESS_KEYS = {
     bootstrapRay: flag(true, "Install and start Ray on the nodes; false builds the infrastructure only."),
     rayImage: flag(false, "Build a Ray-ready image of each base AMI (its Ray, uv, venv, AWS SDK and node scripts installed " +
         "by a builder instance that is then terminated) and boot every node and scale-up from it: nothing is installed at " +
-        "boot and nodes need no package index. The first `pulumi up` takes a few minutes longer; a new Ray release, script " +
-        "or base AMI builds a new image, which only nodes launched later boot."),
+        "boot and nodes need no package index. The first `pulumi up` takes a few minutes longer; a new Ray release, installer, " +
+        "index, node script or pinned amiId builds a new image, which only nodes launched later boot. A new Ubuntu or Deep " +
+        "Learning AMI release alone builds nothing (see rayImageRefresh)."),
+    rayImageRefresh: text("", /^[A-Za-z0-9._:-]{0,64}$/,
+        "up to 64 letters, digits, dots, dashes, underscores or colons, such as 2027-01-15, or empty",
+        "Change (to today's date, say) to rebuild the Ray-ready images of the default bases, Canonical Ubuntu 24.04 and the " +
+        "Deep Learning AMI, from their newest release; images of a pinned amiId are not rebuilt."),
     rayVersion: text(DEFAULT_RAY_VERSION, /^\d+\.\d+\.\d+$/, `an exact Ray release such as ${DEFAULT_RAY_VERSION}`,
         "Exact Ray release installed on every node (2.52.0 or later, for token authentication).",
         { holds: (version) => !semver.lt(version, MIN_RAY_VERSION),

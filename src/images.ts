@@ -59,6 +59,15 @@ export class NodeImages implements ImageSource {
     }
 }
 
+/**
+ * What finds the default base of an image choice, as opposed to what it finds: the Ubuntu lookup (owner, release,
+ * architecture) or the Deep Learning AMI's SSM parameter. Its answer changes whenever Canonical or AWS publish; the
+ * lookup changes only with this program.
+ */
+export function defaultImageLookup(gpu: boolean): string {
+    return gpu ? `ssm:${DLAMI_SSM_PARAMETER}` : `ec2:${JSON.stringify(UBUNTU_IMAGE_QUERY)}`;
+}
+
 /** The base AMI of an image choice, resolved now: for what must be known before any resource is registered. */
 export async function resolveBaseImage(amiId: string, gpu: boolean): Promise<string> {
     if (amiId !== "") {

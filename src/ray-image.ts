@@ -4,8 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as crypto from "crypto";
 import { ClusterConfig } from "./config";
 import { mostNodes } from "./groups";
-import { ImageSource, resolveBaseImage } from "./images";
-import { commandTimeouts, sshConnection, SshAccess } from "./ray";
+import { defaultImageLookup, ImageSource, resolveBaseImage } from "./images";
+import { sshConnection, SshAccess } from "./ray";
 import { nodeScriptFiles, scriptCommand } from "./scripts";
 import { SSH_PORT } from "./security";
 
@@ -13,8 +13,22 @@ import { SSH_PORT } from "./security";
 export const IMAGE_KEY_TAG = "ray-cluster:image-key";
 /** The tag that names the builder an image was made from: the image resource's source instance ever after. */
 export const IMAGE_BUILDER_TAG = "ray-cluster:image-builder";
+/** The tag that names the AMI an image was built from: an image found again keeps it, whatever the lookup finds now. */
+export const IMAGE_BASE_TAG = "ray-cluster:image-base";
 
-/** What a Ray-ready image holds besides its base: its key is a hash of all of it. */
+/** A build's bound, in bootstrap bounds: the wait for SSH and cloud-init, the install, and the rest. */
+const BUILD_BOUNDS = 3;
+/**
+ * How long past its build's bound a builder runs before it powers itself off: time for EC2's CreateImage to stop it
+ * after a build that ended just within the bound.
+ */
+export const BUILDER_MARGIN_SECONDS = 120;
+/** The image resource's wait for EC2 to snapshot the builder and make the AMI available. */
+export const IMAGE_CREATE_SECONDS = 40 * 60;
+/** What build-image.sh writes once it has sealed a builder (its manifest): from then on the builder waits for its image. */
+const SEALED_MANIFEST = "/etc/ray-cluster/image";
+
+/** What a Ray-ready image holds besides its base: its key is a hash of all of it, and of every node script. */
 export interface ImageRecipe {
     /** Exact Ray release of the image's venv. */
     rayVersion: string;
@@ -22,8 +36,6 @@ export interface ImageRecipe {
     pythonInstaller: "uv" | "pip";
     /** Package index the build installs from; empty for PyPI. */
     packageIndexUrl: string;
-    /** Bound on the whole build on the builder, in seconds. */
-    buildTimeoutSeconds: number;
 }
 
 /** One Ray-ready image the stack needs, as planned before any resource is registered. */
@@ -32,9 +44,9 @@ export interface PlannedImage {
     choices: Array<{ amiId: string; gpu: boolean }>;
     /** Its part of resource names: ubuntu, dlami or the pinned base's id. */
     slug: string;
-    /** The AMI it is built from. */
+    /** The AMI it is built from: the lookup's answer now for a build; for an image the account holds, the one it was. */
     baseAmiId: string;
-    /** Hash of the base, the recipe and every node script: a change to any of them is a new image. */
+    /** Hash of the base's identity (imageBase), the recipe and every node script: a change to any of them is a new image. */
     key: string;
     /** The AMI's name, unique in the account and region. */
     name: string;
@@ -42,58 +54,61 @@ export interface PlannedImage {
     existing?: { builderId: string };
 }
 
-/** The stack's recipe: its Ray, installer and index; a build gets three bootstrap bounds. */
-export function imageRecipe(config: Pick<ClusterConfig, "rayVersion" | "pythonInstaller" | "packageIndexUrl" | "bootstrapTimeoutSeconds">): ImageRecipe {
-    return { rayVersion: config.rayVersion, pythonInstaller: config.pythonInstaller, packageIndexUrl: config.packageIndexUrl,
-        buildTimeoutSeconds: 3 * config.bootstrapTimeoutSeconds };
+/** The stack's recipe: its Ray, installer and index. */
+export function imageRecipe(config: Pick<ClusterConfig, "rayVersion" | "pythonInstaller" | "packageIndexUrl">): ImageRecipe {
+    return { rayVersion: config.rayVersion, pythonInstaller: config.pythonInstaller, packageIndexUrl: config.packageIndexUrl };
+}
+
+/** The bound on a build, in seconds from its builder's boot. */
+export function buildTimeoutSeconds(bootstrapTimeoutSeconds: number): number {
+    return BUILD_BOUNDS * bootstrapTimeoutSeconds;
 }
 
 /** The command that builds an image on its builder, and what it reads on stdin. */
-export function buildCommand(recipe: ImageRecipe, key: string): { create: string; stdin: string } {
+export function buildCommand(recipe: ImageRecipe, key: string, timeoutSeconds: number): { create: string; stdin: string } {
     return {
         create: scriptCommand("build-image.sh", ["--version", recipe.rayVersion, "--key", key, "--installer", recipe.pythonInstaller,
             ...(recipe.packageIndexUrl !== "" ? ["--index-url", recipe.packageIndexUrl] : []),
-            "--timeout", String(recipe.buildTimeoutSeconds)]),
+            "--timeout", String(timeoutSeconds)]),
         stdin: JSON.stringify(nodeScriptFiles()),
     };
 }
 
-/** The key of an image of this base and recipe. */
-export function imageKey(baseAmiId: string, recipe: ImageRecipe): string {
-    const hash = crypto.createHash("sha256").update(baseAmiId);
-    // The build command carries the recipe and the build script; its stdin, every other node file.
-    const build = buildCommand(recipe, "");
-    hash.update(build.create).update(build.stdin);
-    return hash.digest("hex").slice(0, 16);
+/**
+ * What an image's key holds of its base: a pinned AMI's id; for a default base, the lookup that finds it and the
+ * stack's rayImageRefresh, not the id it finds, so that a new Ubuntu or Deep Learning AMI release alone builds nothing.
+ */
+export function imageBase(amiId: string, gpu: boolean, refresh: string): string {
+    return amiId !== "" ? `ami:${amiId}` : `${defaultImageLookup(gpu)} refresh:${refresh}`;
 }
 
 /**
- * The Ray-ready images the stack's nodes need (the head's, and each group's that has nodes), one per distinct base
- * AMI, and whether the account holds each already (tagged with the stack's tags and its key). Looked up before any
- * resource is registered, since it decides which resources there are: a builder only for an image the account lacks.
+ * The key of an image of this base (imageBase) and recipe: a hash of what the image holds. The node scripts (the
+ * build script among them) are the ones in scripts/ unless given. A bound on the build is no content and is not in it.
+ */
+export function imageKey(base: string, recipe: ImageRecipe, scripts: Record<string, string> = nodeScriptFiles()): string {
+    const content = { base, rayVersion: recipe.rayVersion, pythonInstaller: recipe.pythonInstaller,
+        packageIndexUrl: recipe.packageIndexUrl, scripts };
+    return crypto.createHash("sha256").update(JSON.stringify(content)).digest("hex").slice(0, 16);
+}
+
+/**
+ * The Ray-ready images the stack's nodes need (the head's, and each group's that has nodes), one per base (a pinned
+ * AMI, the default Ubuntu or the Deep Learning AMI), and whether the account holds each already (tagged with the
+ * stack's tags and its key). Looked up before any resource is registered, since it decides which resources there
+ * are: a builder only for an image the account lacks.
  */
 export async function planRayImages(config: Pick<ClusterConfig, "amiId" | "workerGroups" | "project" | "stack" | "rayVersion" |
-    "pythonInstaller" | "packageIndexUrl" | "bootstrapTimeoutSeconds">, tags: Record<string, string>): Promise<PlannedImage[]> {
+    "pythonInstaller" | "packageIndexUrl" | "rayImageRefresh">, tags: Record<string, string>): Promise<PlannedImage[]> {
     const recipe = imageRecipe(config);
     const choices = [{ amiId: config.amiId, gpu: false },
         ...config.workerGroups.filter((g) => mostNodes(g) > 0).map((g) => ({ amiId: g.amiId, gpu: g.gpu }))];
-    const unique = [...new Map(choices.map((c) => [c.amiId !== "" ? c.amiId : `default-${c.gpu}`, c])).values()];
-    const bases = await Promise.all(unique.map((c) => resolveBaseImage(c.amiId, c.gpu)));
-    const byBase = new Map<string, PlannedImage>();
-    unique.forEach((choice, i) => {
-        const baseAmiId = bases[i];
-        const planned = byBase.get(baseAmiId);
-        if (planned) {
-            planned.choices.push(choice);
-            return;
-        }
+    const unique = [...new Map(choices.map((c) => [choiceKey(c.amiId, c.gpu), c])).values()];
+    return Promise.all(unique.map(async (choice): Promise<PlannedImage> => {
         const slug = choice.amiId !== "" ? choice.amiId : choice.gpu ? "dlami" : "ubuntu";
-        const key = imageKey(baseAmiId, recipe);
-        byBase.set(baseAmiId, { choices: [choice], slug, baseAmiId, key,
-            name: `${config.project}-${config.stack}-ray-${recipe.rayVersion}-${slug}-${key}` });
-    });
-    const planned = [...byBase.values()];
-    await Promise.all(planned.map(async (image) => {
+        const key = imageKey(imageBase(choice.amiId, choice.gpu, config.rayImageRefresh), recipe);
+        const image: PlannedImage = { choices: [choice], slug, baseAmiId: "", key,
+            name: `${config.project}-${config.stack}-ray-${recipe.rayVersion}-${slug}-${key}` };
         const found = await aws.ec2.getAmiIds({
             owners: ["self"],
             filters: [{ name: `tag:${IMAGE_KEY_TAG}`, values: [image.key] }, { name: "state", values: ["available"] },
@@ -102,9 +117,12 @@ export async function planRayImages(config: Pick<ClusterConfig, "amiId" | "worke
         if (found.ids.length > 0) {
             const ami = await aws.ec2.getAmi({ owners: ["self"], filters: [{ name: "image-id", values: [found.ids[0]] }] });
             image.existing = { builderId: ami.tags[IMAGE_BUILDER_TAG] ?? "" };
+            image.baseAmiId = ami.tags[IMAGE_BASE_TAG] ?? "";
         }
+        // A build starts from the newest base the lookup finds.
+        image.baseAmiId ||= await resolveBaseImage(choice.amiId, choice.gpu);
+        return image;
     }));
-    return planned;
 }
 
 /** Inputs of the Ray-ready images. */
@@ -113,7 +131,7 @@ export interface RayImagesArgs {
     images: PlannedImage[];
     /** What goes into each image. */
     recipe: ImageRecipe;
-    /** How the bootstrap reaches a builder: its public or private address, as connectVia says. */
+    /** How the bootstrap reaches a builder: its public or private address, as connectVia says; its bound sets the build's. */
     access: Pick<SshAccess, "connectVia" | "sshUser" | "privateKey" | "timeoutSeconds">;
     /** Instance type of a builder. */
     builderInstanceType: string;
@@ -192,7 +210,7 @@ export class RayImages extends pulumi.ComponentResource implements ImageSource {
         const prefix = `${name}-image-${image.slug}`;
         const imageTags = (builderId: pulumi.Input<string>) => ({
             ...args.tags, Name: image.name, [IMAGE_KEY_TAG]: image.key, [IMAGE_BUILDER_TAG]: builderId,
-            "ray-cluster:image-base": image.baseAmiId, "ray-cluster:ray-version": args.recipe.rayVersion,
+            [IMAGE_BASE_TAG]: image.baseAmiId, "ray-cluster:ray-version": args.recipe.rayVersion,
         });
         const amiArgs = (builderId: pulumi.Input<string>): aws.ec2.AmiFromInstanceArgs => ({
             name: image.name,
@@ -207,8 +225,13 @@ export class RayImages extends pulumi.ComponentResource implements ImageSource {
             return new aws.ec2.AmiFromInstance(prefix, amiArgs(image.existing.builderId), { parent: this });
         }
         pulumi.log.warn(`Ray-ready image ${image.name}: the account holds none with key ${image.key} (a first build, a new ` +
-            "base AMI, Ray release or node script, or an image deleted out of band); building it on a builder instance", this);
-        const { create, stdin } = buildCommand(args.recipe, image.key);
+            "Ray release, installer, index, node script, pinned AMI or rayImageRefresh, or an image deleted out of band); " +
+            "building it on a builder instance", this);
+        const buildSeconds = buildTimeoutSeconds(args.access.timeoutSeconds);
+        // The build's: its SSH wait and its script together (the script's bound counts from the builder's boot). The
+        // retirement's: the rebooted builder's SSH, then a second's work.
+        const timeouts = { create: `${buildSeconds}s`, update: `${buildSeconds}s`, delete: `${args.access.timeoutSeconds}s` };
+        const { create, stdin } = buildCommand(args.recipe, image.key, buildSeconds);
         const builder = new aws.ec2.Instance(`${prefix}-builder`, {
             ami: image.baseAmiId,
             instanceType: args.builderInstanceType,
@@ -217,21 +240,22 @@ export class RayImages extends pulumi.ComponentResource implements ImageSource {
             keyName: args.keyName,
             // Powering off ends it: a failed build, a finished one and the deadline below all leave nothing running.
             instanceInitiatedShutdownBehavior: "terminate",
-            // Whatever happens to the bootstrap, the builder does not outlive three build bounds.
-            userData: `#cloud-config\npreserve_hostname: true\nruncmd:\n  - [shutdown, -P, "+${Math.ceil((3 * args.recipe.buildTimeoutSeconds) / 60)}"]\n`,
+            // Whatever happens to the build's SSH or script, the builder ends soon after the build's bound; once sealed,
+            // after the image's wait and the retirement's.
+            userData: builderUserData(buildSeconds + BUILDER_MARGIN_SECONDS, IMAGE_CREATE_SECONDS + buildSeconds + BUILDER_MARGIN_SECONDS),
             metadataOptions: { httpEndpoint: "enabled", httpTokens: "required", httpPutResponseHopLimit: 1 },
             rootBlockDevice: { volumeType: "gp3", encrypted: true, deleteOnTermination: true },
             tags: { ...args.tags, Name: `${image.slug}-image-builder`, [IMAGE_KEY_TAG]: image.key },
             volumeTags: { ...args.tags, Name: `${image.slug}-image-builder` },
         }, { parent: this, dependsOn: args.bootDependencies });
         const connection = sshConnection(args.access.connectVia === "public" ? builder.publicIp : builder.privateIp, args.access);
-        const timeouts = commandTimeouts(args.recipe.buildTimeoutSeconds);
         const build = new command.remote.Command(`${prefix}-build`, {
             connection, create, stdin, addPreviousOutputInEnv: false,
             // A new builder (a new key, or one made again) builds again.
             triggers: [builder.id],
         }, { parent: this, customTimeouts: timeouts, deletedWith: builder });
-        const ami = new aws.ec2.AmiFromInstance(prefix, amiArgs(builder.id), { parent: this, dependsOn: [build] });
+        const ami = new aws.ec2.AmiFromInstance(prefix, amiArgs(builder.id), { parent: this, dependsOn: [build],
+            customTimeouts: { create: `${IMAGE_CREATE_SECONDS}s` } });
         // The image exists: the builder's work is done. Delayed, so that the command returns before the power-off; a
         // timer's default accuracy is a minute, which would let the builder run up to a minute longer.
         new command.remote.Command(`${prefix}-retire`, {
@@ -242,6 +266,19 @@ export class RayImages extends pulumi.ComponentResource implements ImageSource {
         }, { parent: this, dependsOn: [ami], customTimeouts: timeouts, deletedWith: builder });
         return ami;
     }
+}
+
+/**
+ * A builder's user data: at every boot, early in cloud-init (bootcmd), before its later stages, SSH or the build
+ * can fail, a timer that powers the builder off, which terminates it. Until a build has sealed the builder, the timer
+ * fires firstBootSeconds after the boot; on the boot after (EC2 reboots it for the image), afterImageSeconds after.
+ * --no-block, as the timer's start waits for sysinit.target, which waits for cloud-init itself; to the 100 ms, as a
+ * timer's default accuracy is a minute.
+ */
+function builderUserData(firstBootSeconds: number, afterImageSeconds: number): string {
+    const arm = `if [ -f ${SEALED_MANIFEST} ]; then s=${afterImageSeconds}; else s=${firstBootSeconds}; fi; ` +
+        "systemd-run --quiet --no-block --on-active=$s --timer-property=AccuracySec=100ms systemctl poweroff";
+    return `#cloud-config\npreserve_hostname: true\nbootcmd:\n  - [sh, -c, "${arm}"]\n`;
 }
 
 function choiceKey(amiId: string, gpu: boolean): string {

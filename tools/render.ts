@@ -74,6 +74,8 @@ export interface RenderOptions {
      * earlier `pulumi up` built); none by default.
      */
     images?: Record<string, { tags: Record<string, string> }>;
+    /** What the lookup of the newest Canonical Ubuntu image finds (a new release); ami-0123456789abcdef0 by default. */
+    ubuntuImageId?: string;
     /** Makes an AMI from its source instance (end-to-end runs); returns the new image's id. */
     createImage?: (resourceName: string, inputs: Record<string, any>) => Promise<string>;
     /**
@@ -359,7 +361,7 @@ function mocks(options: RenderOptions, region: string): pulumi.runtime.Mocks {
                     return byId
                         ? { id: byId.values[0], name: "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) 20261101",
                             rootDeviceName: "/dev/sda1", blockDeviceMappings: [{ deviceName: "/dev/sda1", ebs: { volume_size: String(MOCK_DLAMI_SNAPSHOT_GB) } }] }
-                        : { id: "ami-0123456789abcdef0", name: "ubuntu-noble-24.04-amd64-server-20261101",
+                        : { id: options.ubuntuImageId ?? "ami-0123456789abcdef0", name: "ubuntu-noble-24.04-amd64-server-20261101",
                             rootDeviceName: "/dev/sda1", blockDeviceMappings: [{ deviceName: "/dev/sda1", ebs: { volume_size: "8" } }] };
                 }
                 case "aws:ec2/getInstanceType:getInstanceType":
