@@ -67,8 +67,8 @@ export interface RenderOptions {
      * Ray's autoscaler launches into the stack's subnet and security groups); every other id is `<name>-id`.
      */
     resourceIds?: Record<string, string>;
-    /** Runs a remote.Command (end-to-end runs) and returns its stdout and stderr. */
-    runCommand?: (inputs: Record<string, any>, name: string) => Promise<{ stdout: string; stderr: string }>;
+    /** Runs a remote.Command (end-to-end runs) and returns its stdout and stderr; or nothing, for the mocks' own. */
+    runCommand?: (inputs: Record<string, any>, name: string) => Promise<{ stdout: string; stderr: string } | undefined>;
     /**
      * The account's own AMIs by id, with their tags, as aws.ec2.getAmiIds and getAmi find them (Ray-ready images an
      * earlier `pulumi up` built); none by default.
@@ -83,6 +83,11 @@ export interface RenderOptions {
      * and privateSubnetId a NAT-routed one, both of the configured vpcId.
      */
     subnets?: Record<string, MockSubnet>;
+    /**
+     * Called each time a resource is registered, with every resource registered so far, in order: what a `pulumi up`
+     * has created by then (end-to-end runs: the roles and policies a booted node's calls are authorized against).
+     */
+    registered?: (resources: readonly RegisteredResource[]) => void;
 }
 
 /** What EC2 resolves an instance's inputs to: what its metadata then serves. */
@@ -416,6 +421,7 @@ export async function installMocks(options: RenderOptions, region = DEFAULT_MOCK
                         deletedWith: req.getDeletedwith() ?? "",
                     },
                 });
+                options.registered?.(resources);
             }
             callback(err, resp);
         });

@@ -2,16 +2,35 @@
  * The EC2 API of the end-to-end test: moto's server (test/harness/ec2_emulator.py) inside the booted hosts' mirror
  * namespace, where the head's autostop and autoscaler reach it through AWS_ENDPOINT_URL. It records every call that
  * launches, starts, stops or terminates instances, so a test can read exactly what was asked for; `follow` makes
- * booted hosts do what those calls would do to EC2 instances.
+ * booted hosts do what those calls would do to EC2 instances. It authorizes every call when it is made, as AWS does:
+ * against the rendered policies of the role whose session signed it (trustKey, loadStackIam; ec2-authorization.ts),
+ * and refuses what AWS refuses, a launch of an image it does not hold included (registerImage).
  */
-import { execFileSync } from "node:child_process";
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
+import * as net from "node:net";
 import * as path from "node:path";
+import type { RegisteredResource, Rendered } from "../../tools/render";
+import { ApiCall, recordedApiCalls, stackIam, StackIam } from "./ec2-authorization";
 import { SecurityGroupFirewall } from "./firewall";
 import type { LaunchRequest } from "./machines";
 
 const MACHINES_SH = path.join(__dirname, "..", "e2e", "machines.sh");
 const EMULATOR_PY = path.join(__dirname, "ec2_emulator.py");
+const ROOT = path.join(__dirname, "..", "..");
+/** The authorizer the emulator starts beside moto (ec2-authorizer.ts), as a command: pipes only, no network. */
+const AUTHORIZER = ["env", "TS_NODE_TRANSPILE_ONLY=true", `TS_NODE_PROJECT=${path.join(ROOT, "tsconfig.json")}`, process.execPath,
+    "--require", require.resolve("ts-node/register"), path.join(__dirname, "ec2-authorizer.ts")];
+/** Canonical's account, which owns the public Ubuntu images. */
+export const CANONICAL_OWNER = "099720109477";
+/**
+ * The Ubuntu image the stack's lookup finds (render's ubuntuImageId), as Canonical publishes it: what a node config
+ * without a Ray-ready image launches, once registerImage gave it to the emulator.
+ */
+export const UBUNTU_IMAGE = { imageId: "ami-0c0ffee0123456789", ownerId: CANONICAL_OWNER, public: true,
+    name: "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-20261101" };
+/** What a stack's IAM is made of, as loadStackIam reads it. */
+const IAM_TYPES = new Set(["aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy", "aws:iam/instanceProfile:InstanceProfile"]);
 /** The venv tools/ec2-emulator.sh fills (npm test's pretest); RAY_CLUSTER_EC2_EMULATOR overrides it. */
 export const EC2_EMULATOR_PYTHON = path.join(process.env.RAY_CLUSTER_EC2_EMULATOR ??
     path.join(__dirname, "..", "..", ".cache", "ec2-emulator"), "bin", "python");
@@ -21,7 +40,10 @@ export interface Ec2Call {
     at: number;
     action: "StartInstances" | "StopInstances" | "TerminateInstances" | "RunInstances";
     instanceIds?: string[];
-    /** RunInstances: the type asked for, what was launched, its user data, and the error if EC2 refused. */
+    /**
+     * RunInstances: the type asked for, what was launched, its user data, and the error if EC2 refused. Any action:
+     * the error code if EC2 refused the call (UnauthorizedOperation, InvalidAMIID.NotFound, AuthFailure, …).
+     */
     instanceType?: string;
     instances?: Array<{ id: string; privateIp: string }>;
     userData?: string;
@@ -55,21 +77,147 @@ export function groupNames(setup: Ec2Setup): Record<string, string> {
     return Object.fromEntries(Object.entries(setup.securityGroups).map(([name, id]) => [id, name]));
 }
 
+/** What the rig's IAM holds (ec2-iam.json, which the emulator reads on every call): sessions' keys, roles, profiles. */
+interface RigIam extends StackIam {
+    keys: Record<string, { role: string; session?: string }>;
+}
+
 export class Ec2Emulator {
     public endpoint = "";
     /** Instances the test itself registered (the stack's own nodes), which booted hosts stand for already. */
     readonly registered = new Set<string>();
     private readonly keyPairs = new Set<string>();
     private state = "";
+    private loopback?: ChildProcess;
 
     /** Starts the emulator in the rig's mirror namespace; the rig's down() stops it with the namespace. */
     start(state: string): void {
+        this.checkInstalled();
+        this.state = state;
+        execFileSync("bash", [MACHINES_SH, "ec2", state, EC2_EMULATOR_PYTHON, EMULATOR_PY], { stdio: "inherit",
+            env: { ...process.env, RAY_CLUSTER_EC2_AUTHORIZER: JSON.stringify(AUTHORIZER) } });
+        this.endpoint = fs.readFileSync(path.join(state, "ec2-endpoint"), "utf8").trim();
+    }
+
+    /**
+     * Starts the emulator on this machine's loopback, for the quick tests; stopLoopback() ends it. `iamWaitSeconds`:
+     * how long a call waits for the rig's IAM to know its key (50 s by default).
+     */
+    async startOnLoopback(state: string, options: { iamWaitSeconds?: number } = {}): Promise<void> {
+        this.checkInstalled();
+        this.state = state;
+        const port = await new Promise<number>((resolve, reject) => {
+            const probe = net.createServer().listen(0, "127.0.0.1", () => {
+                const { port: free } = probe.address() as net.AddressInfo;
+                probe.close(() => resolve(free));
+            }).on("error", reject);
+        });
+        const log = fs.openSync(path.join(state, "ec2.log"), "a");
+        this.loopback = spawn(EC2_EMULATOR_PYTHON, [EMULATOR_PY, "serve", "--host", "127.0.0.1", "--port", String(port),
+            "--calls", path.join(state, "ec2-calls.jsonl"), "--refuse", path.join(state, "ec2-refuse.json"),
+            "--requests", path.join(state, "ec2-requests.jsonl")],
+        { stdio: ["ignore", log, log], env: { ...process.env, RAY_CLUSTER_EC2_AUTHORIZER: JSON.stringify(AUTHORIZER),
+            ...(options.iamWaitSeconds !== undefined ? { RAY_CLUSTER_EC2_IAM_WAIT: String(options.iamWaitSeconds) } : {}) } });
+        fs.closeSync(log);
+        this.endpoint = `http://127.0.0.1:${port}`;
+        for (let tries = 0; ; tries++) {
+            const up = await new Promise<boolean>((resolve) => net.connect(port, "127.0.0.1").on("connect", function (this: net.Socket) {
+                this.destroy();
+                resolve(true);
+            }).on("error", () => resolve(false)));
+            if (up) {
+                return;
+            }
+            if (tries > 300 || this.loopback.exitCode !== null) {
+                throw new Error(`the EC2 emulator did not start: ${fs.readFileSync(path.join(state, "ec2.log"), "utf8")}`);
+            }
+            await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+    }
+
+    /** Stops the emulator startOnLoopback started (and so its authorizer, whose input ends with it). */
+    async stopLoopback(): Promise<void> {
+        const child = this.loopback;
+        if (child && child.exitCode === null) {
+            const ended = new Promise((resolve) => child.once("exit", resolve));
+            child.kill("SIGTERM");
+            await ended;
+        }
+        this.loopback = undefined;
+    }
+
+    private checkInstalled(): void {
         if (!fs.existsSync(EC2_EMULATOR_PYTHON)) {
             throw new Error(`no EC2 emulator at ${EC2_EMULATOR_PYTHON}; npm test's pretest installs it (tools/ec2-emulator.sh)`);
         }
-        this.state = state;
-        execFileSync("bash", [MACHINES_SH, "ec2", state, EC2_EMULATOR_PYTHON, EMULATOR_PY], { stdio: "inherit" });
-        this.endpoint = fs.readFileSync(path.join(state, "ec2-endpoint"), "utf8").trim();
+    }
+
+    private iamFile(): string {
+        return path.join(this.state, "ec2-iam.json");
+    }
+
+    private updateIam(change: (iam: RigIam) => void): void {
+        const file = this.iamFile();
+        const iam: RigIam = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : { keys: {}, roles: {}, instanceProfiles: {} };
+        change(iam);
+        // Whole or not at all: the emulator reads it on every call.
+        fs.writeFileSync(`${file}.tmp`, JSON.stringify(iam));
+        fs.renameSync(`${file}.tmp`, file);
+    }
+
+    /**
+     * From now on, calls signed with this access key are a session of the role of this name (as STS hands an
+     * instance its role's credentials), authorized against that role's policies once loadStackIam gave them. A call
+     * signed with a key the rig's IAM does not know fails as AWS fails it (AuthFailure).
+     */
+    trustKey(accessKeyId: string, role: string, session?: string): void {
+        this.updateIam((iam) => {
+            iam.keys[accessKeyId] = { role, ...(session ? { session } : {}) };
+        });
+    }
+
+    /**
+     * The stack's roles with the policies it rendered for each, and the role each instance profile holds: what the
+     * emulator evaluates each call against, from now on (a later render's policies replace an earlier one's, as
+     * `pulumi up` updates them). A call made before the role's policies are here waits for them, for up to 50 s.
+     */
+    loadStackIam(rendered: Rendered): void {
+        const stack = stackIam(rendered);
+        this.updateIam((iam) => {
+            iam.roles = { ...iam.roles, ...stack.roles };
+            iam.instanceProfiles = { ...iam.instanceProfiles, ...stack.instanceProfiles };
+        });
+    }
+
+    /**
+     * Render's `registered`, for a stack's first render: loads the stack's IAM (loadStackIam) each time the render
+     * registers a role, a policy or an instance profile, as `pulumi up` creates each before what depends on it. The
+     * stack's own order then decides when a node's calls are allowed, as on AWS (the autoscaler and autostop start
+     * after their policies), rather than the render's end: a render that runs on while the head calls (a worker
+     * created later) keeps no call waiting. Not for a later render, which registers again one policy at a time: there,
+     * loadStackIam(rendered) once it ends.
+     */
+    readonly followStackIam = (resources: readonly RegisteredResource[]): void => {
+        if (IAM_TYPES.has(resources.at(-1)?.type ?? "")) {
+            this.loadStackIam({ resources: [...resources], outputs: {} });
+        }
+    };
+
+    /**
+     * An image by the id its owner gave it, as the account sees it: Canonical's public Ubuntu (owner CANONICAL_OWNER),
+     * or one the account made (owner: the account, the default). A launch of an image the emulator does not hold fails
+     * with InvalidAMIID.NotFound, as EC2's does. Returns the id.
+     */
+    registerImage(image: { imageId: string; name: string; ownerId?: string; public?: boolean; tags?: Record<string, string> }): string {
+        this.cli("register-image", "--image-id", image.imageId, "--name", image.name, "--owner", image.ownerId ?? "123456789012",
+            ...(image.public ? ["--public"] : []), ...Object.entries(image.tags ?? {}).flatMap(([k, v]) => ["--tag", `${k}=${v}`]));
+        return image.imageId;
+    }
+
+    /** Every API call made, with the decision the emulator took on it; with `refused`, only calls it refused. */
+    apiCalls(options: { refused?: boolean } = {}): Array<ApiCall & { refused?: string }> {
+        const all = recordedApiCalls(this.state) as Array<ApiCall & { refused?: string }>;
+        return options.refused ? all.filter((c) => c.refused !== undefined) : all;
     }
 
     private cli(...args: string[]): string {
@@ -282,7 +430,7 @@ export class Ec2Follower {
                         this.hosts.enforce(this.firewall, this.liveNodes().filter((node) => node !== id));
                     }
                 }
-            } else if (call.action === "StopInstances" || call.action === "TerminateInstances") {
+            } else if ((call.action === "StopInstances" || call.action === "TerminateInstances") && call.refused === undefined) {
                 for (const id of call.instanceIds ?? []) {
                     const instance = this.instances.get(id);
                     if (instance && instance.booted && !instance.poweringOff) {
