@@ -1,11 +1,12 @@
 /**
  * Bootstrap benchmark on the booted test hosts (root, systemd-nspawn, the base image and the wheelhouse, as for
  * the end-to-end test). In one run, for ROUNDS rounds (3), it brings a cluster of 3 nodes and one of 1 up from the
- * plain base image and from a Ray-ready image (rayImage), and times each between the same two events: the first
- * node's power-on (its supervisor's boot record) and the stack's verify reporting every node alive and listed. An
- * image's build happens before its nodes power on and is reported on its own. Prints each bring-up with its stages,
- * then the median and the spread (min–max) of each kind; then, for a worker of the last plain cluster of 3, the time
- * from its reboot's power-on to its node back in `ray status`. Figures only; nothing here passes or fails on time.
+ * plain base image and from a Ray-ready image (rayImage), the plain one first in odd rounds and the image's first in
+ * even ones, and times each between the same two events: the first node's power-on (its supervisor's boot record)
+ * and the stack's verify reporting every node alive and listed. An image's build happens before its nodes power on
+ * and is reported on its own. Prints each bring-up with its stages, then the median and the spread (min–max) of each
+ * kind; then, for a worker of the last plain cluster of 3, the time from its reboot's power-on to its node back in
+ * `ray status`. Figures only; nothing here passes or fails on time.
  *   ROUNDS=3 npm run bench:bootstrap
  */
 import { render } from "../tools/render";
@@ -128,7 +129,9 @@ async function bringUp(nodes: Record<string, number>, image: boolean, rebootWork
     const results = new Map(kinds.map((k) => [k.label, [] as BringUp[]]));
     let reboot = "";
     for (let round = 1; round <= ROUNDS; round++) {
-        for (const kind of kinds) {
+        // Plain first in odd rounds, the image first in even ones, so that neither kind always follows the other.
+        const order = round % 2 === 1 ? kinds : [kinds[1], kinds[0], kinds[3], kinds[2]];
+        for (const kind of order) {
             const last = round === ROUNDS && kind.label === "3 nodes, plain";
             const result = await bringUp(kind.nodes, kind.image, last);
             results.get(kind.label)!.push(result);

@@ -1,21 +1,21 @@
 /**
  * Elastic benchmark on the booted test hosts, with the EC2 emulator (root, as for the end-to-end test): does a worker
- * the autoscaler launches join as fast as one the stack creates? In one run, rounds alternate a static worker's
- * bring-up (the stack's own prepare, install and start, as `pulumi up` runs them for a new worker) and an elastic
- * scale-up (a task no node fits, Ray's autoscaler, RunInstances, join-cluster.sh). Each round starts on an idle
- * cluster: the head up, the workers of earlier rounds idle, no launched worker left. Both are timed between the same
- * two events: the host's power-on (its supervisor's boot record) and the GCS reporting its node alive (a watcher on
- * the head, polling every 0.25 s). The elastic rounds also give RunInstances → alive and demand → task done. Prints
- * each round, then the median and the spread (min–max). It does it all twice in one run, on a cluster booted from the
- * plain base image and on one booted from a Ray-ready image (rayImage), and prints the two side by side. Figures
- * only; nothing here passes or fails on time.
+ * the autoscaler launches join as fast as one the stack creates? Each round boots a cluster of its own, a head alone,
+ * then times a static worker's bring-up (the stack's own prepare, install and start, as `pulumi up` runs them for a
+ * new worker) and then an elastic scale-up (a task no node fits, Ray's autoscaler, RunInstances, join-cluster.sh),
+ * each on the idle cluster. Both are timed between the same two events: the host's power-on (its supervisor's boot
+ * record) and the GCS reporting its node alive (a watcher on the head, polling every 0.25 s). The elastic part also
+ * gives RunInstances → alive and demand → task done. In one run, rounds alternate a cluster booted from the plain
+ * base image and one booted from a Ray-ready image (rayImage), so that whatever else loads the machine over the run
+ * weighs on both alike. Prints each round, then the median and the spread (min–max) of each kind, side by side.
+ * Figures only; nothing here passes or fails on time.
  *   ROUNDS=3 npm run bench:elastic
  */
 import { ChildProcess, spawn } from "node:child_process";
 import * as path from "node:path";
 import { render } from "../tools/render";
 import { summary } from "./stats";
-import { autoscalerEndpointFiles, Ec2Emulator, Ec2Follower, groupNames } from "../test/harness/ec2-emulator";
+import { autoscalerEndpointFiles, Ec2Emulator, Ec2Follower, groupNames, UBUNTU_IMAGE } from "../test/harness/ec2-emulator";
 import { eventually } from "../test/harness/eventually";
 import { stackFirewall } from "../test/harness/firewall";
 import { BUILDER_NAME, ImageBuilds } from "../test/harness/images";
@@ -63,9 +63,10 @@ while True:
 
 interface Round { static: number; elastic: number; fromRunInstances: number; demandToTask: number }
 
-async function run(image: boolean): Promise<Round[]> {
-    const statics = Array.from({ length: ROUNDS }, (_, i) => `worker-${i + 1}`);
-    const hosts = new BootedHosts({ headnode: 41, ...Object.fromEntries(statics.map((node, i) => [node, 42 + i])) });
+/** One round, on a cluster of its own from the plain base image or a Ray-ready one: a static worker, then a scale-up. */
+async function round(image: boolean, index: number): Promise<Round> {
+    const node = "worker-1";
+    const hosts = new BootedHosts({ headnode: 41, [node]: 42 });
     const ec2 = new Ec2Emulator();
     hosts.up();
     let follower: Ec2Follower | undefined;
@@ -73,40 +74,48 @@ async function run(image: boolean): Promise<Round[]> {
     try {
         ec2.start(hosts.state);
         const setup = ec2.setup([SUBNET_CIDR], ["ray-cluster-sg"], ["ray-cluster-profile-0123456"]);
-        // The verify step waits for every static worker, which join one round at a time.
-        const config = { packageIndexUrl: hosts.indexUrl, bootstrapTimeoutSeconds: 1800, workerCount: ROUNDS, elasticIdleMinutes: 1,
+        const config = { packageIndexUrl: hosts.indexUrl, bootstrapTimeoutSeconds: 1800, workerCount: 1, elasticIdleMinutes: 1,
             sshAllowedCidrs: [`${THIS_MACHINE}/32`], workerGroups: [{ name: "big", instanceType: "c7i.xlarge", maxCount: 1 }], rayImage: image };
-        const firewall = await stackFirewall(config, (node) => hosts.addresses(node));
+        const firewall = await stackFirewall(config, (name) => hosts.addresses(name));
         const builds = new ImageBuilds(hosts, [29]);
         const builderGroups = firewall.groupsOf[BUILDER_NAME];
         delete firewall.groupsOf[BUILDER_NAME];
         follower = new Ec2Follower(ec2, hosts, firewall, groupNames(setup), () => hosts.createdNodes());
         follower.start();
-        // A static worker's instance is created when its round releases it, as a `pulumi up` that adds it would.
-        const release = new Map<string, () => void>();
-        const released = new Map(statics.map((node) => [node, new Promise<void>((resolve) => release.set(node, resolve))]));
+        // The static worker's instance is created when the round releases it, as a `pulumi up` that adds it would.
+        let release!: () => void;
+        const released = new Promise<void>((resolve) => { release = resolve; });
         const done = new Map<string, number>();
         const rendering = render(config, {
-            addresses: (node) => {
-                const address = node === BUILDER_NAME ? builds.address() : hosts.address(node);
+            // The image the plain cluster's autoscaler launches, which EC2 refuses unless it holds it.
+            ubuntuImageId: ec2.registerImage(UBUNTU_IMAGE),
+            // The head's calls are authorized against the stack's policies from when the render creates them: this
+            // render runs on, with the static worker held back, while the autoscaler calls.
+            registered: ec2.followStackIam,
+            addresses: (name) => {
+                const address = name === BUILDER_NAME ? builds.address() : hosts.address(name);
                 return { privateIp: address, publicIp: address };
             },
             privateKeys: (name) => hosts.keyFor(name),
             resourceIds: { "ray-cluster-subnet": setup.subnets[SUBNET_CIDR], "ray-cluster-sg": setup.securityGroups["ray-cluster-sg"] },
             images: builds.account,
-            createImage: async (_name, inputs) => builds.createImage(inputs),
-            launchInstance: async (node, inputs, account) => {
-                if (node === BUILDER_NAME) {
+            // The account's own image, which the image cluster's autoscaler launches.
+            createImage: async (_name, inputs) => ec2.registerImage({ imageId: await builds.createImage(inputs), name: inputs.name, tags: inputs.tags }),
+            launchInstance: async (name, inputs, account) => {
+                if (name === BUILDER_NAME) {
                     const id = `i-image-builder-${builds.builds + 1}`;
                     builds.launch(inputs, account, id, firewall, builderGroups);
                     return id;
                 }
-                await released.get(node);
+                if (name === node) {
+                    await released;
+                }
                 ec2.importKeyPair(inputs.keyName, account.publicKey);
-                const id = ec2.runInstance(inputs.tags, { subnetId: inputs.subnetId, privateIp: hosts.address(node) });
-                hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id, imageId: inputs.ami }, firewall,
-                    node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {});
-                serveLaunchedInstance(hosts, node, id, inputs, account, REGION);
+                const id = ec2.runInstance(inputs.tags, { subnetId: inputs.subnetId, privateIp: hosts.address(name) });
+                hosts.launch(name, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id, imageId: inputs.ami }, firewall,
+                    name === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {});
+                // Its calls are a session of its role, as EC2 signs them from its metadata's credentials.
+                ec2.trustKey(serveLaunchedInstance(hosts, name, id, inputs, account, REGION).AccessKeyId, account.role!, id);
                 return id;
             },
             runCommand: async (inputs, name) => {
@@ -121,40 +130,34 @@ async function run(image: boolean): Promise<Round[]> {
         watcher = watchAlive(hosts, alive);
         const aliveAt = (address: string, what: string) => eventually({ what, timeoutSeconds: 900, intervalSeconds: 0.25 },
             async () => alive.get(address));
-        const rounds: Round[] = [];
-        for (const node of statics) {
-            await sleep(SETTLE_SECONDS);
-            release.get(node)!();
-            const staticAlive = await aliveAt(hosts.address(node), `${node} alive`);
-            const staticSeconds = (staticAlive - hosts.boots(node)[0].started) / 1000;
-            // The rest of its bring-up (the engine's view of its start) ends before the next part begins.
-            await eventually({ what: `${node}'s start`, timeoutSeconds: 300, intervalSeconds: 0.5 },
-                async () => (done.has(`ray-cluster-${node}-start`) ? true : undefined));
-            await sleep(SETTLE_SECONDS);
 
-            const demand = Date.now();
-            const before = follower.launched().length;
-            // Three CPUs: more than the head or any static worker (two each) offers, so only a launch serves it.
-            const task = hosts.placeTask(3, 900).then((placed) => placed.doneAt);
-            const launched = await eventually({ what: "a launched worker that boots", timeoutSeconds: 300, intervalSeconds: 0.5 },
-                async () => follower!.launched().slice(before).find((i) => i.booted));
-            const elasticAlive = await aliveAt(launched.privateIp, `${launched.id} alive`);
-            const taskDone = await task;
-            const poweredOn = hosts.boots(launched.id)[0].started;
-            rounds.push({ static: staticSeconds, elastic: (elasticAlive - poweredOn) / 1000,
-                fromRunInstances: (elasticAlive - launched.launchedAt) / 1000, demandToTask: (taskDone - demand) / 1000 });
-            console.log(`${image ? "image" : "plain"} round ${rounds.length}: static ${node} power-on → alive ${staticSeconds.toFixed(1)} s; ` +
-                `elastic ${launched.id} power-on → alive ${rounds.at(-1)!.elastic.toFixed(1)} s ` +
-                `(RunInstances → alive ${rounds.at(-1)!.fromRunInstances.toFixed(1)} s, demand → task done ${rounds.at(-1)!.demandToTask.toFixed(1)} s)`);
-            // The next round starts with no launched worker: the idle one is terminated after elasticIdleMinutes.
-            await eventually({ what: `${launched.id} terminated once idle`, timeoutSeconds: 600, intervalSeconds: 1 },
-                async () => (launched.poweredOffAt !== undefined ? true : undefined));
+        await sleep(SETTLE_SECONDS);
+        release();
+        const staticAlive = await aliveAt(hosts.address(node), `${node} alive`);
+        const staticSeconds = (staticAlive - hosts.boots(node)[0].started) / 1000;
+        // The rest of its bring-up (the engine's view of its start) ends before the next part begins.
+        await eventually({ what: `${node}'s start`, timeoutSeconds: 300, intervalSeconds: 0.5 },
+            async () => (done.has(`ray-cluster-${node}-start`) ? true : undefined));
+        await sleep(SETTLE_SECONDS);
+
+        const demand = Date.now();
+        // Three CPUs: more than the head or the static worker (two each) offers, so only a launch serves it.
+        const task = hosts.placeTask(3, 900).then((placed) => placed.doneAt);
+        const launched = await eventually({ what: "a launched worker that boots", timeoutSeconds: 300, intervalSeconds: 0.5 },
+            async () => follower!.launched().find((i) => i.booted));
+        const elasticAlive = await aliveAt(launched.privateIp, `${launched.id} alive`);
+        const taskDone = await task;
+        const poweredOn = hosts.boots(launched.id)[0].started;
+        const result: Round = { static: staticSeconds, elastic: (elasticAlive - poweredOn) / 1000,
+            fromRunInstances: (elasticAlive - launched.launchedAt) / 1000, demandToTask: (taskDone - demand) / 1000 };
+        console.log(`${image ? "image" : "plain"} round ${index}: static ${node} power-on → alive ${result.static.toFixed(1)} s; ` +
+            `elastic ${launched.id} power-on → alive ${result.elastic.toFixed(1)} s ` +
+            `(RunInstances → alive ${result.fromRunInstances.toFixed(1)} s, demand → task done ${result.demandToTask.toFixed(1)} s)`);
+        const up = await rendering;
+        if (up.error) {
+            throw up.error;
         }
-        const result = await rendering;
-        if (result.error) {
-            throw result.error;
-        }
-        return rounds;
+        return result;
     } finally {
         watcher?.kill();
         await follower?.stop();
@@ -163,13 +166,17 @@ async function run(image: boolean): Promise<Round[]> {
 }
 
 (async () => {
-    const plain = await run(false);
-    const image = await run(true);
+    const plain: Round[] = [];
+    const image: Round[] = [];
+    for (let i = 1; i <= ROUNDS; i++) {
+        plain.push(await round(false, i));
+        image.push(await round(true, i));
+    }
     cleanupKeys();
     const row = (what: string, pick: (r: Round) => number) =>
         `  ${what.padEnd(58)} plain: ${summary(plain.map(pick))} | image: ${summary(image.map(pick))}`;
     console.log([
-        `over ${ROUNDS} rounds each, from the host's power-on to the GCS reporting its node alive:`,
+        `over ${ROUNDS} rounds each, alternating plain and image, from the host's power-on to the GCS reporting its node alive:`,
         row("static worker (the stack's prepare, install, start):", (r) => r.static),
         row("elastic worker (Ray's autoscaler, join-cluster.sh):", (r) => r.elastic),
         row("elastic, RunInstances → alive:", (r) => r.fromRunInstances),

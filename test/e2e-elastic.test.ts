@@ -16,7 +16,7 @@ import { AccountFacts, authorizationsOf, decide, recordedApiCalls, roleOfProfile
 import { destroyPlan } from "./harness/destroy";
 import { roleCredentials, serveInstanceMetadata, serveLaunchedInstance } from "./harness/instance-metadata";
 import { REGION, RoleCredentials } from "./harness/s3-emulator";
-import { autoscalerEndpointFiles, Ec2Emulator, groupNames, Ec2Follower, Ec2Setup } from "./harness/ec2-emulator";
+import { autoscalerEndpointFiles, Ec2Emulator, groupNames, Ec2Follower, Ec2Setup, UBUNTU_IMAGE } from "./harness/ec2-emulator";
 import { eventually } from "./harness/eventually";
 import { SecurityGroupFirewall, stackFirewall } from "./harness/firewall";
 import { BootedHosts, describeOnBootedHosts, THIS_MACHINE } from "./harness/machines";
@@ -69,6 +69,53 @@ async function autoscalerLog(): Promise<string> {
     return stdout;
 }
 
+/** The name EC2's query API gives the members of each list a node config holds (boto3 numbers them from 1). */
+const QUERY_LIST_MEMBERS: Record<string, string> = { SecurityGroupIds: "SecurityGroupId", BlockDeviceMappings: "BlockDeviceMapping",
+    TagSpecifications: "TagSpecification", Tags: "Tag", NetworkInterfaces: "NetworkInterface", Groups: "SecurityGroupId" };
+
+/** A request's fields as the query parameters boto3 sends for them: `Ebs.VolumeSize`, `SecurityGroupId.1`, "true". */
+function queryParams(fields: Record<string, unknown>, prefix = ""): Record<string, string> {
+    const params: Record<string, string> = {};
+    const put = (name: string, value: unknown) => {
+        if (value !== null && typeof value === "object") {
+            Object.assign(params, queryParams(value as Record<string, unknown>, `${name}.`));
+        } else {
+            params[name] = String(value);
+        }
+    };
+    for (const [key, value] of Object.entries(fields)) {
+        if (Array.isArray(value)) {
+            assert.ok(QUERY_LIST_MEMBERS[key], `the test knows no query name for the members of ${key}`);
+            value.forEach((member, i) => put(`${prefix}${QUERY_LIST_MEMBERS[key]}.${i + 1}`, member));
+        } else {
+            put(`${prefix}${key}`, value);
+        }
+    }
+    return params;
+}
+
+/** A RunInstances request's tag specifications, in order: each resource type with its tags. */
+function tagSpecifications(params: Record<string, string>): Array<{ type: string; tags: Record<string, string> }> {
+    const specs: Array<{ type: string; tags: Record<string, string> }> = [];
+    for (let n = 1; params[`TagSpecification.${n}.ResourceType`] !== undefined; n++) {
+        const tags: Record<string, string> = {};
+        for (let m = 1; params[`TagSpecification.${n}.Tag.${m}.Key`] !== undefined; m++) {
+            tags[params[`TagSpecification.${n}.Tag.${m}.Key`]] = params[`TagSpecification.${n}.Tag.${m}.Value`];
+        }
+        specs.push({ type: params[`TagSpecification.${n}.ResourceType`], tags });
+    }
+    return specs;
+}
+
+const tagMap = (spec: { Tags: Array<{ Key: string; Value: string }> }): Record<string, string> =>
+    Object.fromEntries(spec.Tags.map((tag) => [tag.Key, tag.Value]));
+
+/** The tags Ray's autoscaler gives each instance it launches (node_launcher.py, and the provider's cluster name). */
+const rayTags = (clusterName: string, group: string, launchConfig: string): Record<string, string> => ({
+    "ray-cluster-name": clusterName, Name: `ray-${clusterName}-worker`, "ray-node-type": "worker",
+    "ray-node-status": "uninitialized", "ray-launch-config": launchConfig, "ray-user-node-type": group,
+});
+
 describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates booted workers", { timeout: 2_400_000 }, () => {
     before(async () => {
         hosts.up();
@@ -95,7 +142,12 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
                 metadataOptions: { httpEndpoint: call.metadataOptions?.HttpEndpoint, httpTokens: call.metadataOptions?.HttpTokens }, spot });
         });
         follower.start();
+        // The Ubuntu image the stack's lookup finds, as Canonical publishes it: the image the autoscaler launches.
+        const ubuntuImageId = ec2.registerImage(UBUNTU_IMAGE);
         rendered = await render(config, {
+            ubuntuImageId,
+            // The head's calls are authorized against the stack's policies from when the render creates them.
+            registered: ec2.followStackIam,
             addresses: (node) => ({ privateIp: hosts.address(node), publicIp: hosts.address(node) }),
             privateKeys: (name) => hosts.keyFor(name),
             // The stack's subnet and group are the emulator's, so that the autoscaler's launches name real ones.
@@ -107,6 +159,7 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
                 hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id }, firewall,
                     autoscalerEndpointFiles(ec2.endpoint));
                 credentials[node] = serveLaunchedInstance(hosts, node, id, inputs, account, REGION);
+                ec2.trustKey(credentials[node].AccessKeyId, account.role!, id);
                 return id;
             },
             runCommand: async (inputs, name) => hosts.namingBlocked(hosts.nodes(),
@@ -156,6 +209,11 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
             `terminated ${waited.toFixed(0)}s after its launch; the bound is ${TIMEOUT_SECONDS}s (+${RAY_CYCLE_SECONDS}s of Ray's cycles)`);
         await eventually({ what: `${failing.id}, whose setup fails, terminated`, timeoutSeconds: LAUNCH_SECONDS, intervalSeconds: 2 },
             async () => terminatedAt(failing.id));
+        // Its bound, from its launch: the same wait for its SSH, then its setup's one wait, for cloud-init (join-cluster.sh
+        // --timeout, the same bound); its fetch from the index it cannot reach is refused at once.
+        const failedAfter = terminatedAt(failing.id)! - failing.launchedAt / 1000;
+        assert.ok(failedAfter <= 2 * TIMEOUT_SECONDS + RAY_CYCLE_SECONDS,
+            `terminated ${failedAfter.toFixed(0)}s after its launch; the bound is 2 × ${TIMEOUT_SECONDS}s (+${RAY_CYCLE_SECONDS}s of Ray's cycles)`);
         const log = await autoscalerLog();
         assert.match(log, new RegExp(`Terminating the node with id ${broken.id} .*\\(launch failed\\)`));
         assert.match(log, new RegExp(`Terminating the node with id ${failing.id} .*\\(launch failed\\)`));
@@ -169,7 +227,8 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         assert.deepEqual(where, { host: `big-${joined.privateIp.replace(/\./g, "-")}`, ip: joined.privateIp,
             labels: { ...where.labels, "ray-cluster/group": "big" } });
         console.log(`demand to task done on a new node: ${((doneAt - began) / 1000).toFixed(0)}s (a launch that never booted and ` +
-            `one whose setup failed included); never-booted terminated ${waited.toFixed(0)}s after its launch; the test saw the task's ` +
+            `one whose setup failed included); never-booted terminated ${waited.toFixed(0)}s after its launch, setup-failed ` +
+            `${failedAfter.toFixed(0)}s after its; the test saw the task's ` +
             `result ${((seenAt - doneAt) / 1000).toFixed(1)}s after the driver did`);
         const { stdout } = await hosts.run(joined.id, "hostname; systemctl is-enabled ray-worker.service; " +
             "ls ~/.ray-cluster/elastic/auth_token 2>&1 || true; sudo cat /var/lib/cloud/instance/user-data.txt");
@@ -198,31 +257,62 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         assert.equal(joined.request.subnetId, otherZone, "the worker that ran the task sits in the other zone");
     });
 
-    test("each launch carries exactly what the stack rendered, and its host gets that and nothing else: the user's key " +
-        "pair, the autoscaler's key only through user data, the request's security groups", async () => {
+    test("each launch carries exactly its group's rendered node config, every request parameter and every recorded field " +
+        "(Ray adds only its own instance tags, the count and one of the group's subnets), and its host gets that and nothing " +
+        "else: the user's key pair, the autoscaler's key only through user data, the request's security groups", async () => {
         const config = JSON.parse(argumentOf(reveal(byName(rendered, "ray-cluster-headnode-autoscaler").inputs).create as string, "--config"));
         const keyName = reveal(byType(rendered, "aws:ec2/keyPair:KeyPair")[0].outputs).keyName;
         const userKey = hosts.keyFor("ray-cluster-key").publicKeyOpenssh.trim();
         const autoscalerKey = reveal(byName(rendered, "ray-cluster-autoscaler-key").outputs).publicKeyOpenssh.trim();
         assert.notEqual(userKey, autoscalerKey);
+        const nodeConfig = (group: string) => {
+            assert.ok(group !== config.head_node_type && config.available_node_types[group], `${group}: no elastic group`);
+            const type = config.available_node_types[group].node_config;
+            assert.equal(type.KeyName, keyName, `${group}: the stack's key pair`);
+            return type;
+        };
+        // The instance's tags: Ray's own, then the node config's, which win (Ray's AWS node provider, _create_node).
+        const instanceTags = (group: string, launchConfig: string) => ({ ...rayTags(config.cluster_name, group, launchConfig),
+            ...tagMap(nodeConfig(group).TagSpecifications.find((s: { ResourceType: string }) => s.ResourceType === "instance")) });
+        // Every parameter of every RunInstances the head made, refused or not, as the emulator received it.
+        const requests = ec2.apiCalls().filter((c) => c.action === "RunInstances" && c.remoteAddress === hosts.address("headnode"));
+        assert.equal(requests.length, ec2.calls("RunInstances").filter((c) => c.tags?.["ray-cluster:elastic"] === "true").length,
+            "the launches the emulator recorded are the head's");
+        for (const { params } of requests) {
+            const specs = tagSpecifications(params);
+            const group = specs[0]?.tags["ray-cluster:group"] ?? "";
+            const type = nodeConfig(group);
+            assert.ok(type.SubnetIds.includes(params.SubnetId), `${params.SubnetId}: one of ${group}'s subnets`);
+            const rest = Object.fromEntries(Object.entries(type).filter(([key]) => !["SubnetIds", "UserData", "TagSpecifications"].includes(key)));
+            // Less the tags (below), the body's UserData (the emulator's own record has it) and boto3's idempotency token.
+            const sent = Object.fromEntries(Object.entries(params).filter(([key]) => key !== "ClientToken" && !key.startsWith("TagSpecification.")));
+            assert.deepEqual(sent, queryParams({ ...rest, MinCount: 1, MaxCount: 1, SubnetId: params.SubnetId }), `${group}: the request's parameters`);
+            const launchConfig = specs[0].tags["ray-launch-config"];
+            assert.match(launchConfig ?? "", /^\S+$/, "Ray's hash of the launch config");
+            // Ray's instance tag specification first, then the node config's others, each resource type with its tags.
+            assert.deepEqual(specs, [{ type: "instance", tags: instanceTags(group, launchConfig) },
+                ...type.TagSpecifications.filter((s: { ResourceType: string }) => s.ResourceType !== "instance")
+                    .map((s: { ResourceType: string; Tags: Array<{ Key: string; Value: string }> }) => ({ type: s.ResourceType, tags: tagMap(s) }))],
+            `${group}: the tags of each resource the launch creates`);
+            assert.equal(Object.keys(params).filter((key) => key.startsWith("TagSpecification.")).length,
+                specs.reduce((n, spec) => n + 1 + 2 * Object.keys(spec.tags).length, 0), `${group}: no tag given twice or out of sequence`);
+        }
+        // Every field the emulator recorded of each launch that succeeded, which is what its host is made from.
         const launches = ec2.calls("RunInstances").filter((c) => c.refused === undefined && c.instances!.some((i) => !ec2.registered.has(i.id)));
         assert.ok(launches.length >= 3, "the launch that never booted, the one whose setup failed, and the one that joined");
         for (const call of launches) {
             const group = call.tags!["ray-cluster:group"];
-            const type = config.available_node_types[group].node_config;
-            assert.deepEqual({
-                image: call.imageId, key: call.keyName, subnet: call.subnetId, groups: call.securityGroupIds,
-                profile: call.iamInstanceProfileArn, metadata: call.metadataOptions, userData: call.userData,
-                volume: call.blockDeviceMappings, elastic: call.tags!["ray-cluster:elastic"],
-            }, {
-                image: type.ImageId, key: keyName, subnet: setup.subnets[OTHER_ZONE_CIDR], groups: [setup.securityGroups["ray-cluster-sg"]],
-                profile: type.IamInstanceProfile.Arn,
-                metadata: { HttpEndpoint: "enabled", HttpTokens: "required", HttpPutResponseHopLimit: "1" },
-                userData: type.UserData,
-                volume: [{ DeviceName: type.BlockDeviceMappings[0].DeviceName, "Ebs.VolumeSize": String(type.BlockDeviceMappings[0].Ebs.VolumeSize),
-                    "Ebs.VolumeType": "gp3", "Ebs.Encrypted": "true", "Ebs.DeleteOnTermination": "true" }],
-                elastic: "true",
+            const type = nodeConfig(group);
+            const recorded = Object.fromEntries(Object.entries(call).filter(([key]) => !["at", "action", "instances", "publicKey"].includes(key)));
+            assert.deepEqual(recorded, {
+                instanceType: type.InstanceType, imageId: type.ImageId, keyName: type.KeyName, subnetId: setup.subnets[OTHER_ZONE_CIDR],
+                securityGroupIds: type.SecurityGroupIds, associatePublicIp: null, iamInstanceProfileArn: type.IamInstanceProfile.Arn,
+                metadataOptions: queryParams(type.MetadataOptions),
+                blockDeviceMappings: type.BlockDeviceMappings.map((mapping: Record<string, unknown>) => queryParams(mapping)),
+                marketType: type.InstanceMarketOptions?.MarketType ?? null, userData: type.UserData,
+                tags: instanceTags(group, call.tags!["ray-launch-config"]),
             }, `${call.instances![0].id}: the request`);
+            assert.deepEqual(type.SecurityGroupIds, [setup.securityGroups["ray-cluster-sg"]], "the stack's group, as the emulator knows it");
             assert.equal(call.publicKey?.trim(), userKey, "EC2 serves the key pair the request named: the user's");
         }
         const joined = follower.launched().find((i) => i.booted && !i.setupFails)!;
@@ -261,9 +351,9 @@ describeOnBootedHosts("elastic groups: Ray's autoscaler launches and terminates 
         }
     });
 
-    test("a spot interruption notice makes a launched spot worker drain itself in Ray with the notice's deadline: new work " +
+    test("a spot interruption notice makes a launched spot worker drain itself in Ray with a deadline a margin before the notice's time: new work " +
         "goes elsewhere, its long task is retried on a replacement the autoscaler launches, and the reason is in the worker's " +
-        "journal and in the head's GCS: its draining list, with the notice's time as the deadline, and its log", async () => {
+        "journal and in the head's GCS: its draining list, with that deadline, and its log", async () => {
         const spot = follower.launched().find((i) => i.instanceType === "c7i.2xlarge" && i.booted && i.poweredOffAt === undefined)!;
         assert.ok(spot, "the spot worker the refused launch left running");
         assert.equal(spot.request.marketType, "spot");
@@ -301,7 +391,7 @@ PY`);
             async () => (await hosts.run(spot.id, "journalctl -u ray-spot-watch.service -o cat --no-pager | grep 'drained Ray node' || true"))
                 .stdout.trim() || undefined);
         assert.match(line, new RegExp(`^spot-watch: EC2 spot interruption notice: terminate at \\S+Z: drained Ray node ${spotNode} ` +
-            "\\(DRAIN_NODE_REASON_PREEMPTION, deadline in (1\\d|20)s\\)$"));
+            "\\(DRAIN_NODE_REASON_PREEMPTION, deadline in ([5-9]|10)s\\); it stays out of the cluster for 6[0-2]\\ds unless the instance goes first\\)$"));
         // New work that prefers the draining node lands elsewhere; before the drain it would have gone there.
         const { stdout: elsewhere } = await onHead(`RAY_AUTH_MODE=token ~/ray-venv/bin/python - <<'PY'
 import socket, ray
@@ -318,8 +408,10 @@ PY`);
             `import json, ray; from ray._private.state import state; ray.init(address="auto", logging_level="ERROR"); ` +
             `print(json.dumps(state.get_draining_nodes()))'`)).stdout.trim().split("\n").pop()!) as Record<string, number>;
         assert.ok(spotNode in draining, `the GCS's draining nodes: ${JSON.stringify(draining)}`);
+        // A 20 s notice keeps half its time as the margin (scripts/spot_watch.py): the deadline is 10 s before it.
         const noticeAt = interruptedAt + 20_000;
-        assert.ok(Math.abs(draining[spotNode] - noticeAt) < 5_000, `the drain's deadline ${draining[spotNode]} is the notice's time ${noticeAt}`);
+        assert.ok(Math.abs(draining[spotNode] - (noticeAt - 10_000)) < 4_000,
+            `the drain's deadline ${draining[spotNode]} is 10 s before the notice's time ${noticeAt}`);
         await reclaimed;
         assert.ok(spot.poweredOffAt !== undefined, "EC2 took the worker at the notice's time");
         const ranOn = JSON.parse((await longTask).stdout.trim().split("\n").pop()!);
@@ -374,7 +466,21 @@ PY`);
         console.log(`${fromHead.length} calls from the head evaluated: ${[...needed].sort().join(", ")}`);
     });
 
-    test("turning elasticity off takes the config from the head's autoscaler first, so that it launches nothing more", async () => {
+    test("turning elasticity off takes the config from the head's autoscaler before the sweep of launched workers runs " +
+        "(its resource depends on the sweep, so the engine deletes it first), and then it launches nothing more", async () => {
+        // Dependents go before what they depend on: the autoscaler's resource reaches the sweep through the head.
+        const byUrn = new Map(rendered.resources.map((r) => [r.urn, r]));
+        const reached = new Set<string>();
+        const pending = [byName(rendered, "ray-cluster-headnode-autoscaler").urn];
+        while (pending.length > 0) {
+            for (const urn of byUrn.get(pending.pop()!)?.dependencies ?? []) {
+                if (!reached.has(urn)) {
+                    reached.add(urn);
+                    pending.push(urn);
+                }
+            }
+        }
+        assert.ok(reached.has(byName(rendered, "ray-cluster-launched-sweep").urn), "the autoscaler's resource depends on the sweep");
         const install = reveal(byName(rendered, "ray-cluster-headnode-autoscaler").inputs) as CommandInputs & { delete: string };
         assert.match((await runOverSsh(install, install.delete, undefined, "elastic off")).stdout, /launches no more workers/);
         assert.match((await runOverSsh(install, install.delete, undefined, "elastic off again")).stdout, /nothing to remove/);
