@@ -19,15 +19,50 @@ ray=("${RAY_VENV}/bin/ray" start --block --disable-usage-stats --node-ip-address
 [ -z "${RAY_NUM_CPUS:-}" ] || ray+=(--num-cpus="$RAY_NUM_CPUS")
 [ -z "${RAY_NUM_GPUS:-}" ] || ray+=(--num-gpus="$RAY_NUM_GPUS")
 
+# Bounds on the node's way out. Once a daemon dies, `ray start --block` kills the others itself (a second at most
+# each) and exits; this is its grace. A stop (SIGTERM from systemd) first drains the node, up to Ray's
+# RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S (30 s), so it gets longer, still inside the units' TimeoutStopSec (60 s).
+EXIT_GRACE_SECONDS=${RAY_EXIT_GRACE_SECONDS:-10}
+STOP_GRACE_SECONDS=45
+
+# True once PID has exited, false if it is still there after SECONDS.
+gone_within() {
+    local pid=$1 deadline=$(( SECONDS + $2 ))
+    while kill -0 "$pid" 2>/dev/null; do
+        [ "$SECONDS" -lt "$deadline" ] || return 1
+        sleep 1
+    done
+}
+
+# Ends `ray start --block` (PID, the leader of its own process group) within GRACE seconds. It is never sent
+# SIGTERM here: Ray's SIGTERM handler calls kill_all_processes, and when the signal lands while `ray start` is
+# already in there (killing its daemons after one died) the handler blocks for good on the lock the outer call
+# holds (ray 2.60, node.py: sigterm_handler -> _kill_process_type -> removal_lock). SIGKILL of the whole group
+# cannot deadlock, and takes the daemons with it.
+end_ray() {
+    local pid=$1 grace=$2 why=$3
+    if ! gone_within "$pid" "$grace"; then
+        echo "ray-node-run: ray start did not exit within ${grace}s ${why}; killing it and its daemons" >&2
+        kill -KILL -- "-${pid}" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
 # Runs `ray start --block` with the given arguments and returns when it exits or when any of DAEMONS, once up,
-# is gone; either way the node is out of the cluster and the service must end.
+# is gone; either way the node is out of the cluster and the service must end. Every wait here is bounded.
 run_ray() {
-    local daemons=$1 daemon up=no
+    local daemons=$1 daemon up=no stopping=no
     shift
-    "${ray[@]}" "$@" &
+    # Its own process group, so that end_ray can kill it with every daemon it started.
+    setsid "${ray[@]}" "$@" &
     local block=$!
-    trap 'kill "$block" 2>/dev/null' TERM INT
+    # systemd's stop signals every process of the unit; Ray drains and stops on its own, within a bound.
+    trap 'stopping=yes' TERM INT
     while kill -0 "$block" 2>/dev/null; do
+        if [ "$stopping" = yes ]; then
+            end_ray "$block" "$STOP_GRACE_SECONDS" "of the service's stop"
+            exit 0
+        fi
         sleep 2
         for daemon in $daemons; do
             if pgrep -u "$(id -u)" -x "$daemon" >/dev/null; then
@@ -35,8 +70,7 @@ run_ray() {
             fi
             if [ "$up" = yes ]; then
                 echo "ray-node-run: ${daemon} is gone; ending the service so that systemd starts the node afresh" >&2
-                kill "$block" 2>/dev/null || true
-                wait "$block" || true
+                end_ray "$block" "$EXIT_GRACE_SECONDS" "after ${daemon} was gone"
                 exit 1
             fi
             continue 2
@@ -44,6 +78,29 @@ run_ray() {
         up=yes
     done
     wait "$block"
+}
+
+# ray-spot-watch.service writes this before it drains the node (spot_watch.py): until=EPOCH and reason=TEXT.
+DRAIN_MARK=/run/ray-cluster-spot/drained
+
+# A drained node stays out of the cluster until its mark's time: Ray shuts a drained raylet down once the node is
+# idle, and a fresh one here would take new work on an instance EC2 is about to take. The mark is read again every
+# few seconds, so removing it lets the node back at once. Bounded by the mark's time.
+stay_out_while_drained() {
+    local until reason said=no
+    while [ -f "$DRAIN_MARK" ]; do
+        until=$(sed -n 's/^until=//p' "$DRAIN_MARK" 2>/dev/null || true)
+        reason=$(sed -n 's/^reason=//p' "$DRAIN_MARK" 2>/dev/null || true)
+        if ! [[ $until =~ ^[0-9]+$ ]] || [ "$until" -le "$(date +%s)" ]; then
+            return 0
+        fi
+        if [ "$said" = no ]; then
+            echo "ray-worker: this node was drained (${reason}); it stays out of the cluster until" \
+                "$(date -u -d "@${until}" +%Y-%m-%dT%H:%M:%SZ) unless its instance goes first" >&2
+            said=yes
+        fi
+        sleep 5
+    done
 }
 
 case $role in
@@ -71,6 +128,7 @@ case $role in
         ;;
     worker)
         : "${RAY_ADDRESS:?RAY_ADDRESS is not set}"
+        stay_out_while_drained
         host=${RAY_ADDRESS%:*} port=${RAY_ADDRESS##*:} try_seconds=${RAY_JOIN_TRY_SECONDS:-60}
         deadline=$(( SECONDS + try_seconds ))
         # ray start would wait minutes on a head that is down; one bounded try, one clear line, then systemd

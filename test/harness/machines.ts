@@ -444,6 +444,26 @@ export class BootedHosts {
     }
 
     /**
+     * Installs slow_ray_kill.py in NODE's Ray venv, so that `ray start --block` stalls inside its own kill of its
+     * daemons while /run/ray-cluster-test/slow-kill exists; `stall(true)` creates that file, `stall(false)` removes
+     * it, and `remove()` takes the hook away. `killing()` reads the pids that entered the stall.
+     */
+    async slowRayKill(node: string): Promise<{ stall(on: boolean): Promise<void>; killing(): Promise<number[]>; remove(): Promise<void> }> {
+        const hook = fs.readFileSync(path.join(__dirname, "slow_ray_kill.py"), "utf8");
+        const sitePackages = (await this.run(node, "~/ray-venv/bin/python -c 'import site; print(site.getsitepackages()[0])'")).stdout.trim();
+        await this.run(node, `cat > ${sitePackages}/ray_cluster_slow_kill.py && echo 'import ray_cluster_slow_kill' > ${sitePackages}/zz_ray_cluster_slow_kill.pth && ` +
+            `sudo install -d -o "$(id -u)" -m 0755 /run/ray-cluster-test && rm -f /run/ray-cluster-test/*`, hook);
+        return {
+            stall: async (on) => { await this.run(node, on ? "touch /run/ray-cluster-test/slow-kill" : "rm -f /run/ray-cluster-test/slow-kill"); },
+            killing: async () => (await this.run(node, "cat /run/ray-cluster-test/killing 2>/dev/null || true")).stdout
+                .split("\n").filter((line) => line.trim() !== "").map(Number),
+            remove: async () => {
+                await this.run(node, `rm -f ${sitePackages}/zz_ray_cluster_slow_kill.pth ${sitePackages}/ray_cluster_slow_kill.py; sudo rm -rf /run/ray-cluster-test`);
+            },
+        };
+    }
+
+    /**
      * The host's boots, the journal of its current boot, the jobs systemd still waits on and its critical chain,
      * read from outside (machines.sh diagnose), for the test's output.
      */
