@@ -4,8 +4,15 @@ Every few seconds it asks the instance metadata service, with an IMDSv2 session 
 notice (latest/meta-data/spot/instance-action: 404 until EC2 sends one, about two minutes ahead) and for a rebalance
 recommendation (latest/meta-data/events/recommendations/rebalance). On either, it drains this node with Ray's own
 `ray drain-node`, reason DRAIN_NODE_REASON_PREEMPTION and a message that names the notice: Ray then places no new
-work here, and reschedules what it can. A notice's time is the drain's deadline; a recommendation has none. Each
-notice is acted on once, and each action is one line in the journal.
+work here, and reschedules what it can. A notice's drain has a deadline a margin before the notice's time, as Ray's
+docs advise, so that Ray Train can checkpoint and its workers end before EC2 takes the machine; a recommendation has
+none. Each notice is acted on once, and each action is one line in the journal.
+
+Ray shuts a drained raylet down once the node is idle, and ray-worker.service would then start a fresh node that
+nothing drains on an instance EC2 is about to take. So before each drain the watch writes DRAIN_MARK, which
+ray-node-run.sh honours: the node stays out of the cluster until the mark's time. For a notice that is well after
+the notice's time, when the instance is gone (or stopped, which empties /run); for a recommendation, which may
+never become a notice, REBALANCE_STAY_OUT_SECONDS.
 
 Settings come from the unit's EnvironmentFile (the worker's): RAY_VENV, RAY_NODE_IP and RAY_ADDRESS (the head's
 GCS). The token is Ray's own file, ~/.ray/auth_token.
@@ -25,6 +32,12 @@ TOKEN_SECONDS = 6 * 3600
 INTERVAL_SECONDS = 5
 NOTICE = "latest/meta-data/spot/instance-action"
 REBALANCE = "latest/meta-data/events/recommendations/rebalance"
+# The drain's deadline comes this long before a notice's time (at most half the notice's time left).
+DEADLINE_MARGIN_SECONDS = 20
+# /run is emptied at every boot: a stopped and started spot instance comes back.
+DRAIN_MARK = os.environ.get("RAY_DRAIN_MARK", "/run/ray-cluster-spot/drained")
+NOTICE_STAY_OUT_SECONDS = 600
+REBALANCE_STAY_OUT_SECONDS = 900
 
 
 def log(message):
@@ -82,8 +95,18 @@ def node_id(address, node_ip):
     raise RuntimeError(f"no alive Ray node at {node_ip} in the GCS at {address}")
 
 
-def drain(ray, address, node_ip, message, deadline):
+def mark_drained(until, message, mark=DRAIN_MARK):
+    """Keeps the node out of the cluster until UNTIL (epoch seconds): ray-node-run.sh reads this file."""
+    tmp = f"{mark}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"until={int(until)}\nreason={message}\n")
+    os.replace(tmp, mark)
+
+
+def drain(ray, address, node_ip, message, deadline, before):
+    """Drains this node in Ray; BEFORE runs once the node is found, right before the drain."""
     node = node_id(address, node_ip)
+    before()
     command = [ray, "drain-node", "--address", address, "--node-id", node, "--reason", "DRAIN_NODE_REASON_PREEMPTION",
                "--reason-message", message]
     if deadline is not None:
@@ -94,23 +117,40 @@ def drain(ray, address, node_ip, message, deadline):
     return node
 
 
-def check(metadata, drain_node, handled):
-    """One look at the metadata: drains through DRAIN_NODE(message, deadline) for each notice not handled yet."""
+def check(metadata, drain_node, handled, mark=mark_drained):
+    """One look at the metadata: drains through DRAIN_NODE(message, deadline, before) for each notice not handled yet."""
     for path in (NOTICE, REBALANCE):
         notice = metadata.get(path)
-        key = json.dumps([path, notice], sort_keys=True)
+        # A recommendation stands until the instance goes, whatever time it is served with; a notice is its content.
+        key = json.dumps([path, notice], sort_keys=True) if path == NOTICE else path
         if notice is None or key in handled:
             continue
         if path == NOTICE:
-            deadline = seconds_until(notice["time"])
+            left = seconds_until(notice["time"])
+            deadline = max(1, left - min(DEADLINE_MARGIN_SECONDS, left // 2))
             message = f"EC2 spot interruption notice: {notice.get('action', 'terminate')} at {notice['time']}"
+            stay_out = left + NOTICE_STAY_OUT_SECONDS
         else:
             deadline = None
             message = f"EC2 rebalance recommendation at {notice.get('noticeTime', '?')}"
-        node = drain_node(message, deadline)
+            stay_out = REBALANCE_STAY_OUT_SECONDS
+        marked = []
+
+        def before():
+            # Before the drain: Ray may shut the raylet down as soon as it accepts it.
+            mark(time.time() + stay_out, message)
+            marked.append(True)
+
+        try:
+            node = drain_node(message, deadline, before)
+        except Exception:
+            if marked:
+                mark(0, f"{message}: the drain failed")  # a node that was not drained may come back
+            raise
         handled.add(key)
         log(f"{message}: drained Ray node {node} (DRAIN_NODE_REASON_PREEMPTION, " +
-            (f"deadline in {deadline}s)" if deadline is not None else "no deadline)"))
+            (f"deadline in {deadline}s" if deadline is not None else "no deadline") +
+            f"); it stays out of the cluster for {stay_out}s unless the instance goes first)")
 
 
 def main():
@@ -124,7 +164,7 @@ def main():
     log(f"watching the instance metadata for spot interruptions and rebalance recommendations every {INTERVAL_SECONDS}s")
     while True:
         try:
-            check(metadata, lambda message, deadline: drain(ray, address, node_ip, message, deadline), handled)
+            check(metadata, lambda message, deadline, before: drain(ray, address, node_ip, message, deadline, before), handled)
         except Exception as e:  # noqa: BLE001 - the next round tries again; the journal says why this one failed
             log(f"this check failed, trying again in {INTERVAL_SECONDS}s: {e}")
         time.sleep(INTERVAL_SECONDS)

@@ -17,7 +17,7 @@ import { eventually } from "./harness/eventually";
 import { destroyPlan } from "./harness/destroy";
 import { Ec2Emulator } from "./harness/ec2-emulator";
 import { SecurityGroupFirewall, stackFirewall } from "./harness/firewall";
-import { serveInstanceMetadata } from "./harness/instance-metadata";
+import { InstanceFacts, serveInstanceMetadata } from "./harness/instance-metadata";
 import { instanceRole, REGION, S3Emulator } from "./harness/s3-emulator";
 import { BootedHosts, describeOnBootedHosts, LOGIN_USER, OUTSIDER, THIS_MACHINE } from "./harness/machines";
 import { cleanupKeys, CommandFailed, CommandInputs, runOverSsh } from "./harness/ssh";
@@ -53,6 +53,8 @@ let rendered: Rendered;
 /** The stack's security groups, enforced on every host from its first boot. */
 let firewall: SecurityGroupFirewall;
 const log: Array<{ name: string; start: number; end: number; stdout: string; stderr: string }> = [];
+/** What each node's instance metadata serves, as EC2 would: its identity, role credentials and spot notices. */
+const metadataFacts: Record<string, InstanceFacts> = {};
 const failedCommands: string[] = [];
 
 /**
@@ -260,11 +262,17 @@ describeOnBootedHosts("a Ray cluster on booted hosts", { timeout: 2_400_000 }, (
         });
         // EC2 hands each instance the credentials of the role its own instance profile names, through IMDS.
         const credentials = s3.provision(rendered, [OTHER_BUCKET]);
+        // The EC2 emulator authorizes each call against the signer's role, as rendered.
+        ec2.loadStackIam(rendered);
+        for (const [role, keys] of Object.entries(credentials)) {
+            ec2.trustKey(keys.AccessKeyId, role);
+        }
         for (const node of NODES) {
             const role = instanceRole(rendered, node);
             const instance = reveal(byName(rendered, `ray-cluster-${node}`).inputs);
-            serveInstanceMetadata(hosts, node, { instanceId: instanceIds[node], instanceType: instance.instanceType, imageId: instance.ami,
-                privateIp: hosts.nodeIp(node), region: REGION, role, credentials: credentials[role], metadataOptions: instance.metadataOptions });
+            metadataFacts[node] = { instanceId: instanceIds[node], instanceType: instance.instanceType, imageId: instance.ami,
+                privateIp: hosts.nodeIp(node), region: REGION, role, credentials: credentials[role], metadataOptions: instance.metadataOptions };
+            serveInstanceMetadata(hosts, node, metadataFacts[node]);
         }
     });
 
@@ -733,6 +741,107 @@ PY`);
         const { stdout } = await onHost("worker-1", "systemctl show -p NRestarts ray-worker");
         assert.match(stdout, /NRestarts=[1-9]/, "systemd restarted the service");
         assert.equal(log.length, ran, "no bootstrap command ran again");
+    });
+
+    test("a signal that reaches `ray start --block` while it kills its daemons does not hang the worker: the service " +
+        "kills the process group within its bound and systemd brings the worker back", async () => {
+        const before = await clusterWhole();
+        const ran = commandsBefore();
+        const hook = await hosts.slowRayKill("worker-1");
+        try {
+            // The hook loads as Python starts: a fresh `ray start --block` has it.
+            await onHost("worker-1", "sudo systemctl restart ray-worker");
+            await eventually({ what: "worker-1 back with the hook loaded", timeoutSeconds: RETURN_SECONDS, intervalSeconds: 3 },
+                async (last) => {
+                    const view = await hosts.clusterView();
+                    const id = view.alive[hosts.nodeIp("worker-1")];
+                    last(`worker-1 is ${id ?? "not alive"}`);
+                    return id && id !== before["worker-1"] && view.listed.includes(id) ? true : undefined;
+                });
+            const restarted = (await hosts.clusterView()).alive[hosts.nodeIp("worker-1")];
+            const [block] = (await onHost("worker-1", "pgrep -u \"$(id -u)\" -f '[r]ay start --block'")).stdout.trim().split("\n").map(Number);
+            await hook.stall(true);
+            // A daemon's death sends `ray start --block` into kill_all_processes; the hook holds it there.
+            await onHost("worker-1", "sudo pkill -9 -x raylet");
+            const stalled = await eventually({ what: "ray start --block inside its kill of its daemons", timeoutSeconds: 30,
+                intervalSeconds: 0.5 }, async (last) => {
+                const pids = await hook.killing();
+                last(`pids in the kill: ${pids.join(" ") || "none"}`);
+                return pids.length > 0 ? pids : undefined;
+            });
+            assert.equal(stalled[0], block, "the stalled process is the service's ray start");
+            // Ray's SIGTERM handler then re-enters kill_all_processes, whose lock the stalled call holds.
+            await onHost("worker-1", `kill -TERM ${block}`);
+            await hook.stall(false);
+            const began = Date.now();
+            // The service's bound (10 s), systemd's restart delay and a new raylet's join fit well inside this.
+            const back = await eventually({ what: "worker-1 back with a new raylet after its stalled kill", timeoutSeconds: 120,
+                intervalSeconds: 3 }, async (last) => {
+                const view = await hosts.clusterView();
+                const id = view.alive[hosts.nodeIp("worker-1")];
+                last(`worker-1 is ${id ?? "not alive"}${id && !view.listed.includes(id) ? " (not yet in ray status)" : ""}`);
+                return id && id !== restarted && view.listed.includes(id) ? view : undefined;
+            });
+            assert.equal(back.alive[hosts.nodeIp("headnode")], before.headnode, "the head was untouched");
+            const { stdout } = await onHost("worker-1", `journalctl -u ray-worker --no-pager -o cat --since @${Math.floor(began / 1000) - 60} ` +
+                `| grep 'ray-node-run:' ; if kill -0 ${block} 2>/dev/null; then echo "${block} still runs"; fi`);
+            assert.match(stdout, /ray-node-run: ray start did not exit within 10s after raylet was gone; killing it and its daemons/);
+            assert.doesNotMatch(stdout, /still runs/, "the deadlocked ray start is gone");
+            assert.equal(log.length, ran, "no bootstrap command ran again");
+        } finally {
+            await hook.remove();
+        }
+    });
+
+    test("a rebalance recommendation drains the idle spot node; once Ray shuts its raylet down the node stays out " +
+        "(the service starts no fresh node), and it returns by itself when its drain mark's time has passed", async () => {
+        const before = await clusterWhole();
+        const ran = commandsBefore();
+        const gpuIp = hosts.nodeIp("gpu-1");
+        const since = Math.floor(Date.now() / 1000) - 1;
+        // For the failure message: the node's services as its journal saw them, and its drain mark.
+        const timeline = async () => (await onHost("gpu-1", `journalctl -u ray-worker -u ray-spot-watch --no-pager -o short-unix --since @${since} | ` +
+            "grep -v '] \\|INFO\\|SUCC\\|WARN'; date +%s; cat /run/ray-cluster-spot/drained 2>&1 || true")).stdout;
+        serveInstanceMetadata(hosts, "gpu-1", { ...metadataFacts["gpu-1"], spot: { rebalanceAt: new Date(Date.now() - 1000) } });
+        try {
+            const drained = await eventually({ what: "gpu-1's spot watch draining it", timeoutSeconds: 30, intervalSeconds: 1 }, async () =>
+                (await onHost("gpu-1", `journalctl -u ray-spot-watch --no-pager -o cat --since @${since} | grep 'drained Ray node' || true`))
+                    .stdout.trim() || undefined);
+            assert.match(drained, new RegExp(`^spot-watch: EC2 rebalance recommendation at \\S+: drained Ray node ${before["gpu-1"]} ` +
+                "\\(DRAIN_NODE_REASON_PREEMPTION, no deadline\\)"));
+            // The node is idle: Ray shuts its raylet down.
+            await eventually({ what: "gpu-1's drained node gone from the GCS", timeoutSeconds: 60, intervalSeconds: 2 }, async (last) => {
+                const view = await hosts.clusterView();
+                last(`gpu-1 is ${view.alive[gpuIp] ?? "not alive"}`);
+                return view.alive[gpuIp] === undefined ? true : undefined;
+            });
+            // Without the mark, the service would have ended and systemd started a fresh node within 20 s.
+            const outUntil = Date.now() + 30_000;
+            while (Date.now() < outUntil) {
+                const view = await hosts.clusterView();
+                if (view.alive[gpuIp] !== undefined) {
+                    assert.fail(`a fresh node joined from the drained instance: ${view.alive[gpuIp]}; gpu-1's journal:\n${await timeline()}`);
+                }
+                await sleep(3);
+            }
+            assert.match(drained, /; it stays out of the cluster for 900s unless the instance goes first\)$/);
+            const mark = (await onHost("gpu-1", "cat /run/ray-cluster-spot/drained")).stdout;
+            assert.match(mark, /^until=\d+\nreason=EC2 rebalance recommendation at \S+\n$/, "the drain's mark for ray-node-run.sh");
+            const { stdout: worker } = await onHost("gpu-1", `journalctl -u ray-worker --no-pager -o cat --since @${since} | grep -v '^\\[\\|^20'`);
+            assert.match(worker, /^ray-worker: this node was drained \(EC2 rebalance recommendation at \S+\); it stays out of the cluster until \S+Z unless its instance goes first$/m,
+                `gpu-1's journal:\n${await timeline()}`);
+            // The instance survived: the recommendation never became a notice. Its mark's time is made to pass now.
+            await onHost("gpu-1", "sudo sed -i \"s/^until=.*/until=$(date +%s)/\" /run/ray-cluster-spot/drained");
+            const back = await clusterWhole(NODES, "gpu-1 back once its drain mark's time has passed");
+            assert.notEqual(back["gpu-1"], before["gpu-1"], "a new node");
+            assert.equal(back.headnode, before.headnode, "the head was untouched");
+            assert.equal(back["worker-1"], before["worker-1"], "worker-1 was untouched");
+            const { stdout: watch } = await onHost("gpu-1", `journalctl -u ray-spot-watch --no-pager -o cat --since @${since} | grep -c 'drained Ray node' || true`);
+            assert.equal(watch.trim(), "1", "the same recommendation drained no node again");
+            assert.equal(log.length, ran, "no bootstrap command ran again");
+        } finally {
+            serveInstanceMetadata(hosts, "gpu-1", metadataFacts["gpu-1"]);
+        }
     });
 
     test("a rebooted worker rejoins by itself and keeps its hostname", async () => {
