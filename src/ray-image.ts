@@ -272,12 +272,14 @@ export class RayImages extends pulumi.ComponentResource implements ImageSource {
  * A builder's user data: at every boot, early in cloud-init (bootcmd), before its later stages, SSH or the build
  * can fail, a timer that powers the builder off, which terminates it. Until a build has sealed the builder, the timer
  * fires firstBootSeconds after the boot; on the boot after (EC2 reboots it for the image), afterImageSeconds after.
- * --no-block, as the timer's start waits for sysinit.target, which waits for cloud-init itself; to the 100 ms, as a
- * timer's default accuracy is a minute.
+ * In the background, with its output away from cloud-init's: systemd-run waits for a timer that cannot start before
+ * sysinit.target, which waits for cloud-init itself, and cloud-init waits for every holder of a command's output (on
+ * the rig, a foreground systemd-run, even with --no-block, held the boot for good). To the 100 ms, as a timer's
+ * default accuracy is a minute.
  */
 function builderUserData(firstBootSeconds: number, afterImageSeconds: number): string {
     const arm = `if [ -f ${SEALED_MANIFEST} ]; then s=${afterImageSeconds}; else s=${firstBootSeconds}; fi; ` +
-        "systemd-run --quiet --no-block --on-active=$s --timer-property=AccuracySec=100ms systemctl poweroff";
+        "systemd-run --quiet --on-active=$s --timer-property=AccuracySec=100ms systemctl poweroff >/dev/null 2>&1 &";
     return `#cloud-config\npreserve_hostname: true\nbootcmd:\n  - [sh, -c, "${arm}"]\n`;
 }
 
