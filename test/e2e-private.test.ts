@@ -152,11 +152,12 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
                 const id = ec2.runInstance(inputs.tags, { subnetId: setup.subnets[PRIVATE_CIDR], privateIp: hosts.nodeIp(node) });
                 hosts.launch(node, { userData: inputs.userData, publicKey: account.publicKey, instanceId: id, imageId: inputs.ami }, firewall,
                     node === "headnode" ? autoscalerEndpointFiles(ec2.endpoint) : {}, { withoutIndex: true });
-                serveLaunchedInstance(hosts, node, id, inputs, account, REGION);
+                ec2.trustKey(serveLaunchedInstance(hosts, node, id, inputs, account, REGION).AccessKeyId, account.role!, id);
                 hostOf[id] = node;
                 return id;
             },
-            createImage: async (_name, inputs) => images.createImage(inputs),
+            // The account's own image, which EC2 then launches (it refuses an image it does not hold).
+            createImage: async (_name, inputs) => ec2.registerImage({ imageId: await images.createImage(inputs), name: inputs.name, tags: inputs.tags }),
             runCommand: async (inputs, name) => {
                 const began = Date.now();
                 const result = await hosts.namingBlocked(NODES, () => runOverSsh(inputs as CommandInputs, inputs.create, inputs.stdin, name));
@@ -164,7 +165,9 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
                 return result;
             },
         };
-        rendered = await render(config, renderOptions);
+        // The head's autoscaler calls EC2 while the render runs (verify waits on the status it gives): the stack's IAM
+        // is loaded as the render registers it. Later renders load it once they end.
+        rendered = await render(config, { ...renderOptions, registered: ec2.followStackIam });
     });
 
     after(async () => {
@@ -322,8 +325,8 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         assert.match(stdout, /^active$/m);
     });
 
-    test("a changed node script gives a new image on a new builder, and the next up replaces no running node; the " +
-        "autoscaler launches from the new image", async () => {
+    test("a changed node script gives a new image on a new builder, and the next up replaces no running node and gives " +
+        "the head's autoscaler a config that names the new image", async () => {
         const before = rendered;
         const bootsBefore = Object.fromEntries(NODES.map((node) => [node, hosts.boots(node).length]));
         const idsBefore = await hosts.clusterWhole(NODES, RETURN_SECONDS, "every node in ray status");
@@ -332,6 +335,7 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         const after = await render(config, { ...renderOptions, program: path.join(checkout, "index.ts") });
         assert.equal(after.error, undefined, String(after.error?.stack));
         rendered = after;
+        ec2.loadStackIam(after);
         console.log(`pulumi up with a changed script: ${((Date.now() - began) / 1000).toFixed(0)}s, a new image built`);
         const [oldImage, newImage] = [before, after].map((r) => reveal(byName(r, "ray-cluster-image-ubuntu").inputs));
         assert.notEqual(newImage.tags["ray-cluster:image-key"], oldImage.tags["ray-cluster:image-key"]);
@@ -352,8 +356,8 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
         assert.equal(JSON.parse(stdout).available_node_types[ELASTIC.name].node_config.ImageId, newId);
     });
 
-    test("an elastic group of private workers: the autoscaler launches into the private subnet, the worker joins and runs " +
-        "the task, the user reaches it only through the head, and it is terminated once idle", async () => {
+    test("an elastic group of private workers: the autoscaler launches from the changed script's image into the private " +
+        "subnet, the worker joins and runs the task, the user reaches it only through the head, and it is terminated once idle", async () => {
         const where = await hosts.placeTask(3, 600);
         const launched = follower.launched();
         assert.equal(launched.length, 1);
@@ -436,5 +440,6 @@ describeOnBootedHosts("a Ray cluster whose workers are reached only through the 
             assert.equal(hosts.boots(node).length, bootsBefore[node], `${node} kept running`);
         }
         rendered = again;
+        ec2.loadStackIam(again);
     });
 });

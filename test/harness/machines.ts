@@ -331,7 +331,9 @@ export class BootedHosts {
 
     /** Every flow the security groups dropped on the given nodes so far, in or out. */
     blocked(nodes: string[]): BlockedFlow[] {
-        return nodes.flatMap((node) => (["in", "out"] as const).flatMap((direction) => {
+        // A node not launched yet (a builder's command fails before the head exists) has no rules to ask.
+        const up = nodes.filter((node) => fs.existsSync(path.join(this.state, "hosts", node, "netns")));
+        return up.flatMap((node) => (["in", "out"] as const).flatMap((direction) => {
             const ns = fs.readFileSync(path.join(this.state, "hosts", node, "netns"), "utf8").trim();
             const json = execFileSync("ip", ["netns", "exec", ns, "nft", "-j", "list", "set", ...TABLE.split(" "), `blocked_${direction}`],
                 { encoding: "utf8" });
@@ -552,6 +554,11 @@ PY`);
             return;
         }
         execFileSync("bash", [MACHINES_SH, "down", this.state], { stdio: "inherit" });
+        // For a look at the hosts' consoles and journals after a failed run.
+        if (process.env.RAY_CLUSTER_KEEP_STATE) {
+            console.log(`booted hosts: kept ${this.state}`);
+            return;
+        }
         fs.rmSync(this.state, { recursive: true, force: true });
     }
 }
