@@ -51,11 +51,12 @@ export async function placeInExistingNetwork(network: ExistingNetwork, needs: Ex
                 expected: `a subnet of vpcId ${network.vpcId}; it belongs to ${subnet.vpcId}` });
         }
     }
-    // A private workers' subnet gives no public IP: every node the stack or Ray launches there refuses one, but
-    // anything else launched into it would be reachable from the internet.
-    if (workers?.mapPublicIpOnLaunch) {
+    // With elasticSubnetIds, Ray's node types name their subnets, this one first, without the interface that refuses
+    // a public IP (Ray's provider never moves an interface to another subnet): the subnet itself must give none.
+    // Alone, it may: the stack's workers and the single-subnet node types refuse a public IP themselves.
+    if (workers?.mapPublicIpOnLaunch && network.elasticSubnetIds.length > 0) {
         problems.push({ key: "privateSubnetId", value: workers.id, expected: "a private subnet that gives instances no public " +
-            `IP on launch (MapPublicIpOnLaunch false); ${workers.id} gives instances public IPs on launch` });
+            `IP on launch (MapPublicIpOnLaunch false) with elasticSubnetIds; ${workers.id} gives instances public IPs on launch` });
     }
     // Head and workers share a zone, as in a network the stack builds: Ray's chatter between them would otherwise
     // cross zones, slower and billed per GB each way.

@@ -229,10 +229,6 @@ describe("a VPC of your own under mocks", () => {
         { what: "the workers' subnet has no way out and no package index replaces PyPI", config: OWN_VPC_PRIVATE,
             subnets: { ...other, [WORKER_SUBNET]: { vpcId: VPC, defaultRoute: "" } },
             key: "privateSubnetId", value: WORKER_SUBNET, expected: /a default route .* so the workers can install Ray from PyPI; or set 'ray-cluster:packageIndexUrl'/ },
-        { what: "the workers' subnet gives instances public IPs on launch", config: OWN_VPC_PRIVATE,
-            subnets: { ...other, [WORKER_SUBNET]: { vpcId: VPC, defaultRoute: "nat-0123456789abcdef0", mapPublicIpOnLaunch: true } },
-            key: "privateSubnetId", value: WORKER_SUBNET,
-            expected: /expected a private subnet that gives instances no public IP on launch \(MapPublicIpOnLaunch false\)/ },
         { what: "the subnet does not exist", config: OWN_VPC, subnets: {},
             key: "subnetId", value: HEAD_SUBNET, expected: /expected a subnet this account can see in the stack's region \(the lookup failed/ },
     ];
@@ -245,6 +241,16 @@ describe("a VPC of your own under mocks", () => {
             assert.deepEqual(r.resources.map((x) => x.name), [], "no resource was registered");
         });
     }
+
+    test("private workers' one subnet may map public IPs: the stack builds on it, and each worker refuses a public IP itself", async () => {
+        const r = await render(OWN_VPC_PRIVATE, { subnets: { ...other,
+            [WORKER_SUBNET]: { ...other[WORKER_SUBNET], mapPublicIpOnLaunch: true } } });
+        assert.equal(r.error, undefined, String(r.error?.message));
+        for (const worker of ["worker-1", "worker-2"]) {
+            const inputs = byName(r, `ray-cluster-${worker}`).inputs;
+            assert.deepEqual([inputs.subnetId, inputs.associatePublicIpAddress], [WORKER_SUBNET, false], worker);
+        }
+    });
 
     test("every lookup problem is reported at once: the head's subnet in another VPC and the workers' with no way out", async () => {
         const r = await render(OWN_VPC_PRIVATE, { subnets: {

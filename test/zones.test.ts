@@ -194,15 +194,15 @@ describe("elastic subnets in a VPC of your own", () => {
         }
     });
 
-    test("private workers: the workers' own subnet (the head's zone) that maps public IPs fails before any resource, naming " +
-        "privateSubnetId", async () => {
+    test("private workers in several zones: the workers' own subnet (the head's zone) that maps public IPs fails before any " +
+        "resource, naming privateSubnetId", async () => {
         const config = { ...OWN, workerNetwork: "private", privateSubnetId: WORKERS };
         const subnets = mockSubnetsFor(config);
         subnets[WORKERS] = { ...subnets[WORKERS], mapPublicIpOnLaunch: true };
         const r = await render(config, { subnets });
         assert.ok(r.error, "the program must fail");
         assert.match(r.error.message, new RegExp(`invalid config 'ray-cluster:privateSubnetId': got "${WORKERS}", expected a private ` +
-            `subnet that gives instances no public IP on launch \\(MapPublicIpOnLaunch false\\); ${WORKERS} gives instances public IPs on launch`));
+            `subnet that gives instances no public IP on launch \\(MapPublicIpOnLaunch false\\) with elasticSubnetIds; ${WORKERS} gives instances public IPs on launch`));
         assert.deepEqual(r.resources.map((x) => x.name), []);
     });
 
