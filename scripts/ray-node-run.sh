@@ -19,9 +19,11 @@ ray=("${RAY_VENV}/bin/ray" start --block --disable-usage-stats --node-ip-address
 [ -z "${RAY_NUM_CPUS:-}" ] || ray+=(--num-cpus="$RAY_NUM_CPUS")
 [ -z "${RAY_NUM_GPUS:-}" ] || ray+=(--num-gpus="$RAY_NUM_GPUS")
 
-# Bounds on the node's way out. Once a daemon dies, `ray start --block` kills the others itself (a second at most
-# each) and exits; this is its grace. A stop (SIGTERM from systemd) first drains the node, up to Ray's
-# RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S (30 s), so it gets longer, still inside the units' TimeoutStopSec (60 s).
+# Bounds on the node's way out. When a daemon dies of a crash, `ray start --block` kills the others itself (a second
+# at most each) and exits: this is its grace. When one exits cleanly (a worker's raylet whose head went away, or a
+# drained one), Ray counts that as expected and blocks on, so the grace runs out and the kill below ends it. A stop
+# (SIGTERM from systemd) first drains the node, up to Ray's RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S (30 s), so it gets
+# longer, still inside the units' TimeoutStopSec (60 s).
 EXIT_GRACE_SECONDS=${RAY_EXIT_GRACE_SECONDS:-10}
 STOP_GRACE_SECONDS=45
 
@@ -53,7 +55,8 @@ end_ray() {
 run_ray() {
     local daemons=$1 daemon up=no stopping=no
     shift
-    # Its own process group, so that end_ray can kill it with every daemon it started.
+    # Its own process group, so that end_ray can kill it with every daemon it started. Without job control a
+    # background command is no group leader, so setsid makes the group without a fork and $! is its leader.
     setsid "${ray[@]}" "$@" &
     local block=$!
     # systemd's stop signals every process of the unit; Ray drains and stops on its own, within a bound.

@@ -784,9 +784,10 @@ PY`);
             });
             assert.equal(back.alive[hosts.nodeIp("headnode")], before.headnode, "the head was untouched");
             const { stdout } = await onHost("worker-1", `journalctl -u ray-worker --no-pager -o cat --since @${Math.floor(began / 1000) - 60} ` +
-                `| grep 'ray-node-run:' ; if kill -0 ${block} 2>/dev/null; then echo "${block} still runs"; fi`);
+                `| grep 'ray-node-run:' ; if kill -0 ${block} 2>/dev/null; then echo "${block} still runs"; fi; ` +
+                `if pgrep -g ${block} >/dev/null; then echo "its group ${block} still runs"; fi`);
             assert.match(stdout, /ray-node-run: ray start did not exit within 10s after raylet was gone; killing it and its daemons/);
-            assert.doesNotMatch(stdout, /still runs/, "the deadlocked ray start is gone");
+            assert.doesNotMatch(stdout, /still runs/, "the deadlocked ray start and every process of its group are gone");
             assert.equal(log.length, ran, "no bootstrap command ran again");
         } finally {
             await hook.remove();

@@ -93,7 +93,7 @@ describe("the EC2 emulator authorizes each call when it is made, against the sig
         fs.rmSync(state, { recursive: true, force: true });
     });
 
-    test("a launch of big, as the head's autoscaler sends it, is allowed on each resource AWS's reference names for it and " +
+    test("a launch of big, as the head's autoscaler sends it, is allowed on each resource the launch names and " +
         "goes through", async () => {
         headPolicy();
         const result = await outcome(() => client.send(new RunInstancesCommand(launchOf("big"))));
@@ -119,7 +119,7 @@ describe("the EC2 emulator authorizes each call when it is made, against the sig
             roleOfProfile: (profile) => roleOfProfile(rendered, profile) }), call.decision!.requests.map((r) => ({ action: r.action, resource: r.resource, context: r.context })));
     });
 
-    test("a spot launch under the head's policy without its spot grant (HEAD's src/elastic.ts) is refused as EC2 refuses it, " +
+    test("a spot launch under the head's policy without its spot grant (13d7a6e's grants: no spot request, no service-linked role) is refused as EC2 refuses it, " +
         "naming the spot request; under the rendered policy it goes through, EC2 creating the spot service-linked role once", async () => {
         headPolicy((policy) => {
             for (const statement of policy.Statement) {
