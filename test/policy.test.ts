@@ -154,6 +154,26 @@ const BREAKS: Record<string, (resources: RegisteredResource[]) => RegisteredReso
     },
 };
 
+/** A copy of the resources whose autoscaler policy has the statement SID changed by EDIT. */
+function withAutoscalerStatement(resources: RegisteredResource[], sid: string, edit: (statement: any) => void): RegisteredResource[] {
+    const copy = structuredClone(resources);
+    const policy = copy.find((x) => x.name === "ray-cluster-autoscaler")!;
+    const doc = JSON.parse(policy.inputs.policy);
+    edit(doc.Statement.find((s: any) => s.Sid === sid));
+    policy.inputs.policy = JSON.stringify(doc);
+    return copy;
+}
+
+/** Each case, one at a time, makes iam-launch-scoped-to-stack fire exactly once, with its message. */
+async function assertEachBreakFires(resources: RegisteredResource[], cases: Array<[string, (statement: any) => void, RegExp]>) {
+    for (const [sid, breakIt, message] of cases) {
+        const fired = (await checkPolicies(withAutoscalerStatement(resources, sid, breakIt)))
+            .filter((v) => v.policy === "iam-launch-scoped-to-stack");
+        assert.equal(fired.length, 1, `${sid}: ${JSON.stringify(fired)}`);
+        assert.match(fired[0].message, message);
+    }
+}
+
 describe("each policy reports a violation when its resource is broken", () => {
     test("every policy has a break case", () => {
         assert.deepEqual(Object.keys(BREAKS).sort(), policies.map((p) => p.name).sort());
@@ -193,22 +213,9 @@ describe("each policy reports a violation when its resource is broken", () => {
             ["PassWorkerRole", (s) => delete s.Condition, /iam:PassedToService/],
             ["FindInstances", (s) => { s.Action = "ec2:*"; }, /allows ec2:\*/],
         ];
-        for (const [sid, breakIt, message] of cases) {
-            const copy = structuredClone(r.resources);
-            const policy = copy.find((x) => x.name === "ray-cluster-autoscaler")!;
-            const doc = JSON.parse(policy.inputs.policy);
-            breakIt(doc.Statement.find((s: any) => s.Sid === sid));
-            policy.inputs.policy = JSON.stringify(doc);
-            const fired = (await checkPolicies(copy)).filter((v) => v.policy === "iam-launch-scoped-to-stack");
-            assert.equal(fired.length, 1, `${sid}: ${JSON.stringify(fired)}`);
-            assert.match(fired[0].message, message);
-        }
+        await assertEachBreakFires(r.resources, cases);
         // The terminate grant is the existing policy's: unscoped, it fires too.
-        const copy = structuredClone(r.resources);
-        const policy = copy.find((x) => x.name === "ray-cluster-autoscaler")!;
-        const doc = JSON.parse(policy.inputs.policy);
-        delete doc.Statement.find((s: any) => s.Sid === "TerminateLaunchedWorkers").Condition;
-        policy.inputs.policy = JSON.stringify(doc);
+        const copy = withAutoscalerStatement(r.resources, "TerminateLaunchedWorkers", (st) => delete st.Condition);
         assert.ok((await checkPolicies(copy)).some((v) => v.policy === "iam-instance-stop-terminate-tag-scoped"));
     });
 
@@ -223,16 +230,7 @@ describe("each policy reports a violation when its resource is broken", () => {
             ["CreateSpotServiceRole", (s) => delete s.Condition, /iam:CreateServiceLinkedRole without/],
             ["CreateSpotServiceRole", (s) => { s.Condition.StringEquals["iam:AWSServiceName"] = "*"; }, /iam:CreateServiceLinkedRole without/],
         ];
-        for (const [sid, breakIt, message] of cases) {
-            const copy = structuredClone(r.resources);
-            const policy = copy.find((x) => x.name === "ray-cluster-autoscaler")!;
-            const doc = JSON.parse(policy.inputs.policy);
-            breakIt(doc.Statement.find((s: any) => s.Sid === sid));
-            policy.inputs.policy = JSON.stringify(doc);
-            const fired = (await checkPolicies(copy)).filter((v) => v.policy === "iam-launch-scoped-to-stack");
-            assert.equal(fired.length, 1, `${sid}: ${JSON.stringify(fired)}`);
-            assert.match(fired[0].message, message);
-        }
+        await assertEachBreakFires(r.resources, cases);
     });
 
     test("a hand-made security group with an inline public Redis rule is caught by both security-group policies", async () => {
